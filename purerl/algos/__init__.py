@@ -1,0 +1,5 @@
+"""Algorithm modules: each has Config, make(config, env_spec) -> Agent."""
+
+from purerl.algos import ppo
+
+__all__ = ["ppo"]

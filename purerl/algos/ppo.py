@@ -1,0 +1,278 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347).
+
+Two objectives, chosen by ``Config.objective``:
+  * ``"clip"``: L = E[min(ρÂ, clip(ρ, 1-ε, 1+ε)Â)] - c₁ L_VF + c₂ H   (paper eq. 7, 9)
+  * ``"kl"``:   L = E[ρÂ - β KL(π_old ‖ π)] - c₁ L_VF + c₂ H, with β halved when the
+    measured KL d < d_targ / 1.5 and doubled when d > 1.5 d_targ (paper §4).
+
+Details follow baselines' PPO2 (ALGORITHMS.md §7): GAE, advantages normalised per
+minibatch, value loss optionally clipped with the same ε, Adam ε = 1e-5, one global
+gradient-norm clip over actor and critic, optional linear learning-rate annealing,
+orthogonal initialisation. Old log-probs come from the rollout, i.e. before any update.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from purerl.algos.base import Agent
+from purerl.config import check_choice, check_range, config
+from purerl.networks import PolicyNet, ValueNet
+from purerl.ops.returns import gae
+from purerl.types import Box, EnvSpec, Transition
+
+ACTION_SPACES = ("Discrete", "Box")
+
+
+@config
+class Config:
+    """PPO hyperparameters. Defaults: PPO2's Atari/classic-control setting."""
+
+    total_steps: int = 500_000
+    """Environment steps per seed (summed over the parallel envs)."""
+    num_envs: int = 4
+    """Parallel environments per seed."""
+    num_steps: int = 128
+    """Rollout length per env between updates (T)."""
+    num_evals: int = 20
+    """Evaluations over the run (the last one at the end)."""
+    num_eval_envs: int = 8
+    """Evaluation episodes per evaluation (one per eval env, policy in eval mode)."""
+    normalize_obs: bool = False
+    """Standardise observations with running statistics (an env wrapper)."""
+    objective: str = "clip"
+    """'clip' (clipped surrogate) or 'kl' (adaptive KL penalty)."""
+    num_epochs: int = 4
+    """Passes over each rollout."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; the minibatch size is num_envs * num_steps / this."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+    lr: float = 2.5e-4
+    """Adam learning rate (annealed linearly to 0 if anneal_lr)."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the run."""
+    adam_eps: float = 1e-5
+    """Adam ε (PPO2 uses 1e-5)."""
+    clip_eps: float = 0.2
+    """Clip range ε of the surrogate (and of the value, if clip_value)."""
+    clip_value: bool = True
+    """Clip the value update around the rollout's values, as PPO2 does."""
+    vf_coef: float = 0.5
+    """Value-loss coefficient c₁."""
+    ent_coef: float = 0.01
+    """Entropy-bonus coefficient c₂."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip over actor and critic together."""
+    normalize_advantages: bool = True
+    """Standardise advantages within each minibatch."""
+    kl_target: float = 0.01
+    """d_targ of the adaptive-KL objective."""
+    kl_beta_init: float = 1.0
+    """Initial β of the adaptive-KL objective."""
+    hidden_sizes: tuple = (64, 64)
+    """Hidden layer widths of the actor and of the critic (separate networks)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu, elu or silu."""
+    log_std_init: float = 0.0
+    """Initial log-std of the Gaussian policy (continuous actions)."""
+
+    def __post_init__(self):
+        for name in ("total_steps", "num_envs", "num_steps", "num_evals", "num_eval_envs",
+                     "num_epochs", "num_minibatches"):
+            check_range(self, name, 1)
+        check_choice(self, "objective", ("clip", "kl"))
+        check_choice(self, "activation", ("tanh", "relu", "elu", "silu"))
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "gae_lambda", 0.0, 1.0)
+        check_range(self, "lr", 0.0, low_open=True)
+        check_range(self, "adam_eps", 0.0, low_open=True)
+        check_range(self, "clip_eps", 0.0, low_open=True)
+        check_range(self, "vf_coef", 0.0)
+        check_range(self, "ent_coef", 0.0)
+        check_range(self, "max_grad_norm", 0.0, low_open=True)
+        check_range(self, "kl_target", 0.0, low_open=True)
+        check_range(self, "kl_beta_init", 0.0)
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"Config.num_minibatches must divide num_envs * num_steps = "
+                f"{self.batch_size}, got {self.num_minibatches}"
+            )
+        if self.minibatch_size < 2 and self.normalize_advantages:
+            raise ValueError(
+                "Config.num_minibatches leaves minibatches of 1 sample; advantage "
+                "normalisation needs at least 2 (set normalize_advantages=False)"
+            )
+        if self.total_steps < self.batch_size:
+            raise ValueError(
+                f"Config.total_steps must be >= num_envs * num_steps = {self.batch_size}, "
+                f"got {self.total_steps}"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_iterations(self) -> int:
+        return self.total_steps // self.batch_size
+
+
+class State(NamedTuple):
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: optax.OptState
+    kl_beta: jax.Array  # float32, β of the adaptive-KL objective
+    iteration: jax.Array  # int32, updates done so far
+
+
+def ppo_loss(params, batch, old_actor_params, kl_beta, actor, critic, cfg):
+    """The PPO loss of one minibatch (to be minimised) and its diagnostics.
+
+    ``batch`` holds flat ``[N, ...]`` arrays: obs, action, log_prob (rollout policy),
+    value (rollout critic), advantage, target.
+    """
+    dist = actor.apply(params["actor"], batch["obs"])
+    log_prob = dist.log_prob(batch["action"])
+    log_ratio = log_prob - batch["log_prob"]
+    ratio = jnp.exp(log_ratio)
+    adv = batch["advantage"]
+    if cfg.normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    if cfg.objective == "clip":
+        clipped = jnp.clip(ratio, 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps)
+        pg_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
+        kl = jnp.float32(0.0)
+    else:
+        old_dist = actor.apply(jax.lax.stop_gradient(old_actor_params), batch["obs"])
+        kl = old_dist.kl_divergence(dist).mean()
+        pg_loss = -(ratio * adv).mean() + kl_beta * kl
+
+    value = critic.apply(params["critic"], batch["obs"])
+    v_loss = (value - batch["target"]) ** 2
+    if cfg.clip_value:
+        v_clipped = batch["value"] + jnp.clip(
+            value - batch["value"], -cfg.clip_eps, cfg.clip_eps
+        )
+        v_loss = jnp.maximum(v_loss, (v_clipped - batch["target"]) ** 2)
+    v_loss = 0.5 * v_loss.mean()
+    entropy = dist.entropy().mean()
+    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+    metrics = {
+        "loss/total": loss,
+        "loss/actor": pg_loss,
+        "loss/value": v_loss,
+        "loss/entropy": entropy,
+        "ppo/approx_kl": 0.5 * (log_ratio**2).mean(),
+        "ppo/clip_frac": (jnp.abs(ratio - 1.0) > cfg.clip_eps).mean(),
+        "ppo/kl": kl,
+    }
+    return loss, metrics
+
+
+def make(cfg: Config, env_spec: EnvSpec) -> Agent:
+    """Build PPO's pure functions for an environment spec."""
+    if not isinstance(cfg, Config):
+        raise TypeError(f"expected purerl.algos.ppo.Config, got {type(cfg).__name__}")
+    obs_ndim = len(env_spec.obs_shape)
+    actor = PolicyNet(env_spec.action_space, cfg.hidden_sizes, cfg.activation,
+                      cfg.log_std_init, obs_ndim=obs_ndim)
+    critic = ValueNet(cfg.hidden_sizes, cfg.activation, obs_ndim=obs_ndim)
+    # The learning rate is applied by hand so that it stays a traced, vmappable leaf.
+    tx = optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.scale_by_adam(eps=cfg.adam_eps),
+    )
+    continuous = isinstance(env_spec.action_space, Box)
+
+    def init(key):
+        k_actor, k_critic = jax.random.split(key)
+        obs = jnp.zeros(env_spec.obs_shape, jnp.float32)
+        params = {"actor": actor.init(k_actor, obs), "critic": critic.init(k_critic, obs)}
+        return State(params, tx.init(params), jnp.float32(cfg.kl_beta_init), jnp.int32(0))
+
+    def act(state, obs, key, eval=False):
+        dist = actor.apply(state.params["actor"], obs)
+        if eval:
+            action = dist.mode()
+            extras = {}
+        else:
+            action = dist.sample(seed=key)
+            extras = {
+                "log_prob": dist.log_prob(action),
+                "value": critic.apply(state.params["critic"], obs),
+            }
+        if continuous:
+            action = action.reshape(*action.shape[:-1], *env_spec.action_space.shape)
+        return action, extras
+
+    def value(state, obs):
+        return critic.apply(state.params["critic"], obs)
+
+    def minibatch_step(carry, mb):
+        params, opt_state, old_actor, kl_beta, lr = carry
+        grads, metrics = jax.grad(ppo_loss, has_aux=True)(
+            params, mb, old_actor, kl_beta, actor, critic, cfg
+        )
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
+        metrics["opt/grad_norm"] = optax.global_norm(grads)
+        return (params, opt_state, old_actor, kl_beta, lr), metrics
+
+    def update(state, batch: Transition, key):
+        values = batch.extras["value"]
+        all_values = jnp.concatenate([values, batch.bootstrap_value[None]], axis=0)
+        advantages = gae(batch.reward, batch.discount, all_values, cfg.gae_lambda)
+        flat = {
+            "obs": batch.obs,
+            "action": batch.action,
+            "log_prob": batch.extras["log_prob"],
+            "value": values,
+            "advantage": advantages,
+            "target": advantages + values,
+        }
+        flat = jax.tree.map(lambda x: x.reshape(cfg.batch_size, *x.shape[2:]), flat)
+
+        if cfg.anneal_lr:
+            lr = cfg.lr * (1.0 - state.iteration / cfg.num_iterations)
+        else:
+            lr = jnp.asarray(cfg.lr, jnp.float32)
+
+        def epoch(carry, key):
+            perm = jax.random.permutation(key, cfg.batch_size)
+            mbs = jax.tree.map(
+                lambda x: x[perm].reshape(cfg.num_minibatches, cfg.minibatch_size,
+                                          *x.shape[1:]),
+                flat,
+            )
+            return jax.lax.scan(minibatch_step, carry, mbs)
+
+        carry = (state.params, state.opt_state, state.params["actor"], state.kl_beta, lr)
+        keys = jax.random.split(key, cfg.num_epochs)
+        (params, opt_state, *_), metrics = jax.lax.scan(epoch, carry, keys)
+        metrics = jax.tree.map(jnp.mean, metrics)
+
+        kl_beta = state.kl_beta
+        if cfg.objective == "kl":
+            old = actor.apply(state.params["actor"], flat["obs"])
+            new = actor.apply(params["actor"], flat["obs"])
+            kl = old.kl_divergence(new).mean()
+            kl_beta = jnp.where(kl < cfg.kl_target / 1.5, kl_beta / 2.0, kl_beta)
+            kl_beta = jnp.where(kl > cfg.kl_target * 1.5, kl_beta * 2.0, kl_beta)
+            metrics["ppo/kl"] = kl
+        metrics["ppo/kl_beta"] = kl_beta
+        metrics["opt/lr"] = lr
+        metrics["value/explained_variance"] = 1.0 - jnp.var(
+            flat["target"] - flat["value"]
+        ) / (jnp.var(flat["target"]) + 1e-8)
+        new_state = State(params, opt_state, kl_beta, state.iteration + 1)
+        return new_state, metrics
+
+    return Agent(init=init, act=act, update=update, value=value)

@@ -1,0 +1,73 @@
+"""Frozen, validated, vmappable algorithm configs.
+
+``@config`` turns a class into a frozen dataclass registered as a pytree: fields
+annotated ``float`` are pytree leaves (so a sweep can ``jax.vmap`` over them), all
+other fields (ints, bools, strings, tuples) are static metadata that fix shapes and
+loop counts. Validation runs at construction on concrete values only: under a
+transformation the float leaves are tracers and are passed through unchecked.
+"""
+
+import dataclasses
+import numbers
+from typing import Any
+
+import jax
+
+
+def config(cls):
+    """Class decorator: frozen dataclass + pytree with float fields as leaves."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    fields = dataclasses.fields(cls)
+    data = [f.name for f in fields if f.type in (float, "float")]
+    meta = [f.name for f in fields if f.name not in data]
+    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+
+
+def is_concrete(value: Any) -> bool:
+    return isinstance(value, numbers.Number)
+
+
+def check_range(obj, name: str, low=None, high=None, *, low_open=False, high_open=False):
+    """Raise ``ValueError`` naming ``name`` if ``obj.name`` is outside the range."""
+    value = getattr(obj, name)
+    if not is_concrete(value):
+        return
+    bad = (
+        (low is not None and (value <= low if low_open else value < low))
+        or (high is not None and (value >= high if high_open else value > high))
+    )
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        allowed = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+        raise ValueError(
+            f"{type(obj).__name__}.{name} must be in {allowed}, got {value!r}"
+        )
+
+
+def check_choice(obj, name: str, choices) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ValueError(
+            f"{type(obj).__name__}.{name} must be one of {list(choices)}, got {value!r}"
+        )
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Per-field docstrings: the string literal right under each field."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs

@@ -1,0 +1,54 @@
+"""Environments: ``make(id)`` for pure-JAX envs, wrappers, adapters.
+
+    env = purerl.envs.make("CartPole-v1")
+    state, ts = env.reset(key)
+    state, ts = env.step(state, action, key)
+"""
+
+from purerl.envs.core import Env
+from purerl.envs.gymnax import from_gymnax
+from purerl.envs.wrappers import normalize_obs, vectorize
+
+GYMNAX_IDS = (
+    "CartPole-v1",
+    "Acrobot-v1",
+    "Pendulum-v1",
+    "MountainCar-v0",
+    "MountainCarContinuous-v0",
+    "Asterix-MinAtar",
+    "Breakout-MinAtar",
+    "Freeway-MinAtar",
+    "SpaceInvaders-MinAtar",
+)
+
+
+def known_ids() -> tuple[str, ...]:
+    return GYMNAX_IDS
+
+
+def make(env_id: str, **params) -> Env:
+    """Build a pure-JAX environment by id.
+
+    Args:
+      env_id: one of ``known_ids()``.
+      **params: overrides of the environment's parameters (e.g.
+        ``max_steps_in_episode=200``).
+
+    Raises:
+      ValueError: for an unknown id, listing the known ones.
+    """
+    if env_id not in GYMNAX_IDS:
+        raise ValueError(
+            f"unknown env id {env_id!r}; known ids: {', '.join(known_ids())}"
+        )
+    import gymnax
+
+    env, default_params = gymnax.make(env_id)
+    try:
+        env_params = default_params.replace(**params) if params else default_params
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad parameters for {env_id}: {e}") from None
+    return from_gymnax(env, env_params, name=env_id)
+
+
+__all__ = ["Env", "make", "known_ids", "vectorize", "normalize_obs", "from_gymnax"]

@@ -1,0 +1,216 @@
+"""Training drivers.
+
+The on-policy driver runs, all inside ``lax.scan``: rollout over vectorised envs ->
+``update`` -> (every ``iterations_per_eval`` iterations) evaluation on separate envs
+with the policy in eval mode. ``make_train`` gives the whole run as one pure function
+``key -> (runner, metrics)``, vmappable over seeds; ``Trainer`` runs the same blocks as
+jitted chunks so the host can show progress, log and checkpoint between them.
+
+Time limits: a step cut by a time limit (``truncated``) ends the trace like a terminal
+step, but its reward gets ``gamma * V(final_obs)`` added, so every algorithm bootstraps
+correctly from the true last observation without special cases in ``purerl.ops``.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from purerl import envs as envs_lib
+from purerl.types import Transition
+
+
+class Runner(NamedTuple):
+    """Everything a run carries between iterations; one pytree (checkpointable)."""
+
+    agent: Any  # the algorithm's state
+    env_state: Any  # vectorised env state, leading axis num_envs
+    obs: jax.Array  # [num_envs, *obs_shape], the observation to act on next
+    key: jax.Array  # PRNG key
+    env_steps: jax.Array  # int32 env steps done so far (all envs of this seed)
+    block: jax.Array  # int32 evaluation blocks done so far
+
+
+class Schedule(NamedTuple):
+    """How a config's step budget is cut into blocks of iterations."""
+
+    iterations_per_eval: int
+    num_evals: int
+    steps_per_iteration: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.iterations_per_eval * self.num_evals * self.steps_per_iteration
+
+
+def schedule(config) -> Schedule:
+    """Iterations are whole rollouts; the run is ``num_evals`` equal blocks, each ending
+    in an evaluation, so total_steps is rounded down to a multiple of one block."""
+    steps = config.num_envs * config.num_steps
+    iterations = config.total_steps // steps
+    per_eval = max(1, iterations // config.num_evals)
+    num_evals = max(1, iterations // per_eval)
+    return Schedule(per_eval, num_evals, steps)
+
+
+def _envs(env, config):
+    if env.num_envs is not None:
+        raise ValueError("pass a single (unvectorised) env; the driver vectorises it")
+    train_env = envs_lib.vectorize(env, config.num_envs)
+    eval_env = envs_lib.vectorize(env, config.num_eval_envs)
+    if getattr(config, "normalize_obs", False):
+        train_env = envs_lib.normalize_obs(train_env)
+        eval_env = envs_lib.normalize_obs(eval_env)
+    return train_env, eval_env
+
+
+def check_compatible(algo, env, config) -> None:
+    """Clear errors for an env/algorithm mismatch, before anything is traced."""
+    space = env.spec.action_space
+    allowed = getattr(algo, "ACTION_SPACES", None)
+    if allowed is not None and type(space).__name__ not in allowed:
+        raise ValueError(
+            f"{algo.__name__} supports action spaces {list(allowed)}, but "
+            f"{env.spec.name or 'the env'} has {type(space).__name__}"
+        )
+    if env.spec.max_episode_steps is None:
+        raise ValueError(
+            "evaluation needs env.spec.max_episode_steps (an episode length bound)"
+        )
+
+
+def make_block(algo, env, config):
+    """Build ``init(key) -> Runner`` and ``block(runner) -> (runner, metrics)``."""
+    check_compatible(algo, env, config)
+    agent = algo.make(config, env.spec)
+    train_env, eval_env = _envs(env, config)
+    sched = schedule(config)
+    gamma = config.gamma
+
+    def init(key):
+        key, k_agent, k_env = jax.random.split(key, 3)
+        env_state, ts = train_env.reset(k_env)
+        return Runner(agent.init(k_agent), env_state, ts.obs, key, jnp.int32(0), jnp.int32(0))
+
+    def env_step(carry, _):
+        agent_state, env_state, obs, key = carry
+        key, k_act, k_env = jax.random.split(key, 3)
+        action, extras = agent.act(agent_state, obs, k_act)
+        env_state, ts = train_env.step(env_state, action, k_env)
+        record = {
+            "obs": obs,
+            "action": action,
+            "reward": ts.reward,
+            "terminated": ts.terminated,
+            "truncated": ts.truncated,
+            "final_obs": ts.info["final_obs"],
+            "episode_return": ts.info["episode_return"],
+            "episode_length": ts.info["episode_length"],
+            "extras": extras,
+        }
+        return (agent_state, env_state, ts.obs, key), record
+
+    def iteration(runner: Runner, _):
+        carry = (runner.agent, runner.env_state, runner.obs, runner.key)
+        (_, env_state, obs, key), traj = jax.lax.scan(
+            env_step, carry, None, length=config.num_steps
+        )
+        done = traj["terminated"] | traj["truncated"]
+        reward = traj["reward"]
+        if agent.value is not None:
+            # V of the true next observation of every step, in one batched call.
+            next_value = agent.value(runner.agent, traj["final_obs"])
+            reward = reward + gamma * traj["truncated"] * next_value
+            bootstrap = next_value[-1]
+        else:
+            bootstrap = jnp.zeros(reward.shape[1:], jnp.float32)
+        batch = Transition(
+            obs=traj["obs"],
+            action=traj["action"],
+            reward=reward,
+            discount=gamma * (1.0 - done.astype(jnp.float32)),
+            terminated=traj["terminated"],
+            truncated=traj["truncated"],
+            extras=traj["extras"],
+            bootstrap_value=bootstrap,
+        )
+        key, k_update = jax.random.split(key)
+        agent_state, metrics = agent.update(runner.agent, batch, k_update)
+        metrics["train/episodes"] = done.sum()
+        metrics["train/return_sum"] = jnp.where(done, traj["episode_return"], 0.0).sum()
+        metrics["train/length_sum"] = jnp.where(done, traj["episode_length"], 0).sum()
+        runner = runner._replace(
+            agent=agent_state,
+            env_state=env_state,
+            obs=obs,
+            key=key,
+            env_steps=runner.env_steps + sched.steps_per_iteration,
+        )
+        return runner, metrics
+
+    def evaluate(runner: Runner, key):
+        """Mean undiscounted return of one episode per eval env, eval-mode policy."""
+        k_reset, key = jax.random.split(key)
+        state, ts = eval_env.reset(k_reset)
+        state, ts = eval_env.sync_eval(runner.env_state, state, ts)
+        n = config.num_eval_envs
+
+        def step(carry, key):
+            state, obs, finished, returns = carry
+            action, _ = agent.act(runner.agent, obs, key, eval=True)
+            state, ts = eval_env.step(state, action, jax.random.fold_in(key, 1))
+            done = ts.terminated | ts.truncated
+            returns = jnp.where(done & ~finished, ts.info["episode_return"], returns)
+            return (state, ts.obs, finished | done, returns), None
+
+        carry = (state, ts.obs, jnp.zeros(n, bool), jnp.zeros(n, jnp.float32))
+        keys = jax.random.split(key, env.spec.max_episode_steps)
+        (_, _, finished, returns), _ = jax.lax.scan(step, carry, keys)
+        # Every episode ends within max_episode_steps; `finished` is all True.
+        return returns.mean(), finished.mean()
+
+    def block(runner: Runner):
+        runner, metrics = jax.lax.scan(
+            iteration, runner, None, length=sched.iterations_per_eval
+        )
+        episodes = metrics.pop("train/episodes").sum()
+        return_sum = metrics.pop("train/return_sum").sum()
+        length_sum = metrics.pop("train/length_sum").sum()
+        metrics = jax.tree.map(jnp.mean, metrics)
+        metrics["train/episode_return"] = return_sum / jnp.maximum(episodes, 1)
+        metrics["train/episode_length"] = length_sum / jnp.maximum(episodes, 1)
+        metrics["train/episodes"] = episodes
+        key, k_eval = jax.random.split(runner.key)
+        eval_return, eval_finished = evaluate(runner, k_eval)
+        metrics["eval/return"] = eval_return
+        metrics["eval/finished"] = eval_finished
+        metrics["env_steps"] = runner.env_steps
+        runner = runner._replace(key=key, block=runner.block + 1)
+        return runner, metrics
+
+    return init, block, sched
+
+
+def make_train(algo, env, config):
+    """The whole run as one pure function.
+
+    Args:
+      algo: an algorithm module (e.g. ``purerl.algos.ppo``).
+      env: a single (unvectorised) ``purerl.envs.Env``.
+      config: ``algo.Config``.
+
+    Returns:
+      ``train(key) -> (Runner, metrics)`` where each metric is stacked over the
+      ``num_evals`` evaluation blocks. Jit it; vmap it over keys for seeds.
+
+    Example:
+      >>> train = purerl.make_train(ppo, purerl.envs.make("CartPole-v1"), ppo.Config())
+      >>> runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 16))
+    """
+    init, block, sched = make_block(algo, env, config)
+
+    def train(key):
+        runner = init(key)
+        return jax.lax.scan(lambda r, _: block(r), runner, None, length=sched.num_evals)
+
+    return train

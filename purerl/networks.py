@@ -1,0 +1,84 @@
+"""Flax (linen) modules shared by the algorithms."""
+
+from collections.abc import Sequence
+
+import distrax
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from purerl.types import Box, Discrete
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "silu": nn.silu}
+
+
+def orthogonal(scale: float):
+    return nn.initializers.orthogonal(scale)
+
+
+class MLP(nn.Module):
+    """Dense layers with orthogonal init (gain √2 on hidden layers), then a linear head.
+
+    ``out_scale`` is the orthogonal gain of the head: 0.01 for policy logits/means so
+    the initial policy is near uniform, 1.0 for values (Engstrom et al. 2020; PPO2).
+    """
+
+    hidden: Sequence[int]
+    out_dim: int
+    activation: str = "tanh"
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        act = ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_scale))(x)
+
+
+class ValueNet(nn.Module):
+    """State-value function V(s): ``[..., *obs_shape] -> [...]``."""
+
+    hidden: Sequence[int]
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs):
+        x = obs.reshape(*obs.shape[: obs.ndim - self.obs_ndim], -1)
+        return MLP(self.hidden, 1, self.activation, out_scale=1.0)(x)[..., 0]
+
+    obs_ndim: int = 1
+
+
+class PolicyNet(nn.Module):
+    """π(·|s) as a distrax distribution.
+
+    Discrete actions: a categorical over logits. Continuous actions: a diagonal
+    Gaussian with a state-independent learned log-std (PPO/TRPO for MuJoCo); samples
+    are unbounded and the environment adapter clips them to the action bounds.
+    """
+
+    action_space: Discrete | Box
+    hidden: Sequence[int]
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs):
+        x = obs.reshape(*obs.shape[: obs.ndim - self.obs_ndim], -1)
+        if isinstance(self.action_space, Discrete):
+            logits = MLP(self.hidden, self.action_space.n, self.activation, 0.01)(x)
+            return distrax.Categorical(logits=logits)
+        dim = int(np.prod(self.action_space.shape))
+        mean = MLP(self.hidden, dim, self.activation, 0.01)(x)
+        log_std = self.param(
+            "log_std", nn.initializers.constant(self.log_std_init), (dim,)
+        )
+        std = jnp.broadcast_to(jnp.exp(log_std), mean.shape)
+        return distrax.MultivariateNormalDiag(mean, std)
+
+
+def eval_action(dist):
+    """The deterministic action used for evaluation: the mode (argmax or mean)."""
+    return dist.mode()

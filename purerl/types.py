@@ -1,0 +1,85 @@
+"""Shared types and the axis conventions, written once.
+
+Axis conventions:
+  * A single environment produces unbatched arrays: ``obs`` is ``obs_shape``.
+  * A vectorised environment adds a leading env axis ``B``: ``obs`` is ``[B, *obs_shape]``.
+  * Trajectories are time-major, ``[T, B, ...]``; primitives in ``purerl.ops`` scan over
+    axis 0 and accept any trailing batch dims.
+  * ``rewards[t]`` is the reward for ``actions[t]`` taken in ``obs[t]``;
+    ``discounts[t] = gamma * (1 - terminated[t])``.
+"""
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+
+
+@dataclass(frozen=True)
+class Discrete:
+    """``n`` actions, encoded as int32 scalars in ``[0, n)``."""
+
+    n: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ()
+
+
+@dataclass(frozen=True)
+class Box:
+    """Real vectors of ``shape`` with elementwise bounds ``low``/``high`` (tuples)."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static description of an environment; hashable, so it can key a jit cache."""
+
+    obs_shape: tuple[int, ...]
+    obs_dtype: str
+    action_space: Discrete | Box
+    max_episode_steps: int | None
+    name: str = ""
+
+
+class TimeStep(NamedTuple):
+    """What an environment returns from ``reset`` and ``step``.
+
+    ``obs`` is the observation to act on next: after an episode ends, it is already the
+    first observation of the next episode, and the true last observation is kept in
+    ``info["final_obs"]`` (for steps that did not end an episode it equals ``obs``).
+    ``info`` also holds ``episode_return`` and ``episode_length``: the running totals of
+    the episode this step belongs to, so at a step with ``terminated | truncated`` they
+    are the completed episode's.
+    """
+
+    obs: jax.Array
+    reward: jax.Array  # float32
+    terminated: jax.Array  # bool: the MDP reached a terminal state; do not bootstrap
+    truncated: jax.Array  # bool: cut by a time limit; bootstrap from final_obs
+    info: dict[str, Any]
+
+
+class Transition(NamedTuple):
+    """An on-policy rollout, time-major ``[T, B, ...]``, as the driver hands it to
+    ``update``.
+
+    ``reward`` already includes ``gamma * V(final_obs)`` on steps cut by a time limit,
+    and ``discount`` is ``gamma * (1 - (terminated | truncated))``: both kinds of
+    episode end stop the recursion, and only termination loses the future value.
+    ``bootstrap_value`` is V of the observation after the last step (zeros when the
+    agent has no value function).
+    """
+
+    obs: jax.Array  # [T, B, *obs_shape]
+    action: jax.Array  # [T, B, *action_shape]
+    reward: jax.Array  # [T, B] float32
+    discount: jax.Array  # [T, B] float32
+    terminated: jax.Array  # [T, B] bool
+    truncated: jax.Array  # [T, B] bool
+    extras: dict[str, jax.Array]  # from act: log_prob, value, ... each [T, B, ...]
+    bootstrap_value: jax.Array  # [B] float32

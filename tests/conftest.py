@@ -1,0 +1,25 @@
+import os
+
+# Compilation dominates small runs on CPU: cache compiled programs across test runs.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs",
+    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+)
+
+
+@pytest.fixture(params=["nojit", "jit"])
+def variant(request):
+    """Run a function as is and under jax.jit (chex's variants are absltest-only)."""
+    if request.param == "jit":
+        return jax.jit
+    return lambda f, **kw: f
