@@ -7,7 +7,7 @@
     runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
 """
 
-from purerl import algos, envs, ops
+from purerl import algos, envs, loops, ops
 from purerl.loops import make_train
 from purerl.trainer import Trainer
 

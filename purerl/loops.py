@@ -116,7 +116,8 @@ def make_block(algo, env, config):
             env_step, carry, None, length=config.num_steps
         )
         done = traj["terminated"] | traj["truncated"]
-        reward = traj["reward"]
+        # Rewards in the agent's units: scaled, then time-limit bootstrapped.
+        reward = traj["reward"] * getattr(config, "reward_scale", 1.0)
         if agent.value is not None:
             # V of the true next observation of every step, in one batched call.
             next_value = agent.value(runner.agent, traj["final_obs"])

@@ -41,11 +41,12 @@ class Trainer:
             if shard and len(devices) > 1 and num_seeds % len(devices) == 0:
                 mesh = Mesh(np.array(devices), ("seed",))
                 self.sharding = NamedSharding(mesh, PartitionSpec("seed"))
+        # init runs unsharded: on a multi-device CPU, two LAPACK calls (the QR of the
+        # orthogonal initialiser) running at once on different devices can deadlock.
+        self._init = jax.jit(init)
         if self.sharding is None:
-            self._init = jax.jit(init)
             self._block = jax.jit(block, donate_argnums=0)
         else:
-            self._init = jax.jit(init, out_shardings=self.sharding)
             self._block = jax.jit(
                 block, in_shardings=self.sharding, out_shardings=self.sharding,
                 donate_argnums=0,
@@ -56,9 +57,10 @@ class Trainer:
         """A fresh runner (a batch of runners with ``num_seeds``)."""
         if self.num_seeds is not None:
             key = jax.random.split(key, self.num_seeds)
-            if self.sharding is not None:
-                key = jax.device_put(key, self.sharding)
-        return self._init(key)
+        runner = self._init(key)
+        if self.sharding is not None:
+            runner = jax.device_put(runner, self.sharding)
+        return runner
 
     def compile(self, runner):
         """Compile the chunk ahead of time; records ``compile_seconds``."""

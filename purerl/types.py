@@ -68,7 +68,8 @@ class Transition(NamedTuple):
     """An on-policy rollout, time-major ``[T, B, ...]``, as the driver hands it to
     ``update``.
 
-    ``reward`` already includes ``gamma * V(final_obs)`` on steps cut by a time limit,
+    ``reward`` is in the agent's units: multiplied by the config's ``reward_scale`` (if
+    it has one), plus ``gamma * V(final_obs)`` on steps cut by a time limit,
     and ``discount`` is ``gamma * (1 - (terminated | truncated))``: both kinds of
     episode end stop the recursion, and only termination loses the future value.
     ``bootstrap_value`` is V of the observation after the last step (zeros when the

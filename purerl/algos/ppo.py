@@ -52,6 +52,9 @@ class Config:
     """Discount factor."""
     gae_lambda: float = 0.95
     """GAE λ."""
+    reward_scale: float = 1.0
+    """The driver multiplies rewards by this before the update (values learn the scaled
+    return; reported episode returns are unscaled)."""
     lr: float = 2.5e-4
     """Adam learning rate (annealed linearly to 0 if anneal_lr)."""
     anneal_lr: bool = True
@@ -89,6 +92,7 @@ class Config:
         check_choice(self, "activation", ("tanh", "relu", "elu", "silu"))
         check_range(self, "gamma", 0.0, 1.0)
         check_range(self, "gae_lambda", 0.0, 1.0)
+        check_range(self, "reward_scale", 0.0, low_open=True)
         check_range(self, "lr", 0.0, low_open=True)
         check_range(self, "adam_eps", 0.0, low_open=True)
         check_range(self, "clip_eps", 0.0, low_open=True)

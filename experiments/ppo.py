@@ -1,0 +1,30 @@
+"""PPO experiment: python experiments/ppo.py [--env CartPole-v1] [--num-seeds 8] ...
+
+Per-env presets below are the starting configuration; any Config field can be
+overridden on the command line (``--lr 3e-4``, ``--objective kl``, ``--hidden-sizes 64,64``).
+"""
+
+import os
+import sys
+
+# One XLA host device per core, so the vmapped seed axis is sharded over all cores.
+os.environ.setdefault(
+    "XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+)
+
+from purerl import experiment  # noqa: E402
+from purerl.algos import ppo  # noqa: E402
+
+PRESETS = {
+    # PPO2's classic-control setting (as PureJaxRL's CartPole config).
+    "CartPole-v1": dict(total_steps=500_000, num_envs=4, num_steps=128),
+    "Acrobot-v1": dict(total_steps=500_000, num_envs=4, num_steps=128),
+    "Pendulum-v1": dict(
+        total_steps=1_000_000, num_envs=16, num_steps=128, num_epochs=10,
+        num_minibatches=16, gamma=0.95, lr=1e-3, ent_coef=0.0, clip_value=False,
+        reward_scale=0.1,
+    ),
+}
+
+if __name__ == "__main__":
+    sys.exit(experiment.main(ppo, PRESETS, default_env="CartPole-v1"))
