@@ -59,7 +59,9 @@ class Trainer:
             key = jax.random.split(key, self.num_seeds)
         runner = self._init(key)
         if self.sharding is not None:
-            runner = jax.device_put(runner, self.sharding)
+            # Finish init before resharding: dispatching the reshard while init is in
+            # flight was seen to hang the multi-device CPU runtime.
+            runner = jax.device_put(jax.block_until_ready(runner), self.sharding)
         return runner
 
     def compile(self, runner):
