@@ -227,7 +227,7 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         )
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
-        metrics["opt/grad_norm"] = optax.global_norm(grads)
+        metrics["opt/grad_norm"] = optax.tree.norm(grads)
         return (params, opt_state, old_actor, kl_beta, lr), metrics
 
     def update(state, batch: Transition, key):

@@ -23,7 +23,9 @@ GYMNAX_IDS = (
 
 
 def known_ids() -> tuple[str, ...]:
-    return GYMNAX_IDS
+    from purerl.envs.probes import PROBES
+
+    return GYMNAX_IDS + tuple(PROBES)
 
 
 def make(env_id: str, **params) -> Env:
@@ -37,13 +39,19 @@ def make(env_id: str, **params) -> Env:
     Raises:
       ValueError: for an unknown id, listing the known ones.
     """
-    if env_id not in GYMNAX_IDS:
+    from purerl.envs.probes import PROBES
+
+    if env_id in PROBES:
+        env = PROBES[env_id]()
+        default_params = env.default_params
+    elif env_id in GYMNAX_IDS:
+        import gymnax
+
+        env, default_params = gymnax.make(env_id)
+    else:
         raise ValueError(
             f"unknown env id {env_id!r}; known ids: {', '.join(known_ids())}"
         )
-    import gymnax
-
-    env, default_params = gymnax.make(env_id)
     try:
         env_params = default_params.replace(**params) if params else default_params
     except (TypeError, ValueError) as e:

@@ -1,0 +1,92 @@
+"""Probe environments: tiny pure-JAX tasks that each test one ability cheaply.
+
+Written against gymnax's ``Environment`` base (auto-reset, time-limit truncation) and
+wrapped by ``from_gymnax`` like any gymnax env.
+
+* ``Probe-Truncation-v0``: observation always ``[1]``, reward 1 every step, never
+  terminates, cut by a time limit after 20 steps. With correct time-limit bootstrapping
+  the value of the (single) observation is ``1 / (1 - gamma)``; treating the limit as
+  termination pulls it down to an average of truncated sums.
+* ``Probe-Bandit-v0``: one-step episodes; observation ``±1``; reward 1 for the action
+  matching the sign (0 or 1), else 0. Tests that a discrete policy follows the context.
+* ``Probe-ContinuousBandit-v0``: one-step episodes; observation ``x ~ U[-1, 1]``;
+  reward ``-(a - x)²`` with ``a ∈ [-2, 2]``. Tests a continuous policy's mean.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+
+@struct.dataclass
+class ProbeState(environment.EnvState):
+    x: jax.Array
+
+
+@struct.dataclass
+class ProbeParams(environment.EnvParams):
+    max_steps_in_episode: int = 20
+
+
+class _Probe(environment.Environment):
+    obs_dim = 1
+
+    @property
+    def default_params(self):
+        return ProbeParams()
+
+    def observation_space(self, params):
+        return spaces.Box(-1.0, 1.0, (self.obs_dim,), jnp.float32)
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.reshape(state.x, (1,)).astype(jnp.float32)
+
+
+class Truncation(_Probe):
+    def reset_env(self, key, params):
+        state = ProbeState(time=0, x=jnp.float32(1.0))
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        state = state.replace(time=state.time + 1)
+        return self.get_obs(state), state, jnp.float32(1.0), jnp.bool_(False), {}
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+
+class Bandit(_Probe):
+    def reset_env(self, key, params):
+        x = jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)
+        state = ProbeState(time=0, x=x)
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        reward = (action == (state.x > 0).astype(jnp.int32)).astype(jnp.float32)
+        state = state.replace(time=state.time + 1)
+        return self.get_obs(state), state, reward, jnp.bool_(True), {}
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+
+class ContinuousBandit(_Probe):
+    def reset_env(self, key, params):
+        state = ProbeState(time=0, x=jax.random.uniform(key, (), jnp.float32, -1.0, 1.0))
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        reward = -jnp.sum((action - state.x) ** 2)
+        state = state.replace(time=state.time + 1)
+        return self.get_obs(state), state, reward, jnp.bool_(True), {}
+
+    def action_space(self, params=None):
+        return spaces.Box(-2.0, 2.0, (1,), jnp.float32)
+
+
+PROBES = {
+    "Probe-Truncation-v0": Truncation,
+    "Probe-Bandit-v0": Bandit,
+    "Probe-ContinuousBandit-v0": ContinuousBandit,
+}
