@@ -92,9 +92,9 @@ def make_block(algo, env, config):
         env_state, ts = train_env.reset(k_env)
         return Runner(agent.init(k_agent), env_state, ts.obs, key, jnp.int32(0), jnp.int32(0))
 
-    def env_step(carry, _):
-        agent_state, env_state, obs, key = carry
-        key, k_act, k_env = jax.random.split(key, 3)
+    def env_step(carry, keys):
+        agent_state, env_state, obs = carry
+        k_act, k_env = keys
         action, extras = agent.act(agent_state, obs, k_act)
         env_state, ts = train_env.step(env_state, action, k_env)
         record = {
@@ -108,12 +108,15 @@ def make_block(algo, env, config):
             "episode_length": ts.info["episode_length"],
             "extras": extras,
         }
-        return (agent_state, env_state, ts.obs, key), record
+        return (agent_state, env_state, ts.obs), record
 
     def iteration(runner: Runner, _):
-        carry = (runner.agent, runner.env_state, runner.obs, runner.key)
-        (_, env_state, obs, key), traj = jax.lax.scan(
-            env_step, carry, None, length=config.num_steps
+        key, k_rollout, k_update = jax.random.split(runner.key, 3)
+        # All the rollout's keys in one vectorised call rather than a split per step.
+        keys = jax.random.split(k_rollout, (config.num_steps, 2))
+        carry = (runner.agent, runner.env_state, runner.obs)
+        (_, env_state, obs), traj = jax.lax.scan(
+            env_step, carry, (keys[:, 0], keys[:, 1])
         )
         done = traj["terminated"] | traj["truncated"]
         # Rewards in the agent's units: scaled, then time-limit bootstrapped.
@@ -135,7 +138,6 @@ def make_block(algo, env, config):
             extras=traj["extras"],
             bootstrap_value=bootstrap,
         )
-        key, k_update = jax.random.split(key)
         agent_state, metrics = agent.update(runner.agent, batch, k_update)
         metrics["train/episodes"] = done.sum()
         metrics["train/return_sum"] = jnp.where(done, traj["episode_return"], 0.0).sum()

@@ -1,0 +1,178 @@
+"""PPO throughput on CartPole-v1: purerl vs rejax vs Stable-Baselines3, in one run.
+
+    python benchmarks/run_throughput.py [--total-steps 200000] [--seeds 1,8,32] [--repeats 3]
+
+Each measurement is its own process (so peak RSS is that measurement's): purerl's from
+``benchmarks/purerl_ppo.py`` in this environment, the peers' from
+``benchmarks/peers/*.py`` in their own virtual environments (rejax 0.1.3 needs
+gymnax<1.0 and SB3 2.9.2 needs gymnasium 1.4, which purerl's gymnax 1.0.1 refuses),
+built first by ``benchmarks/peers/build_venvs.sh``. All runs share one configuration:
+4 envs x 128 steps, 4 epochs x 4 minibatches, 64x64 tanh MLPs (see the scripts'
+docstrings for what each library cannot match). Results go to
+``benchmarks/results/ppo_throughput.{json,md,png}``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem_gib = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": mem_gib,
+            "platform": platform.platform(), "python": platform.python_version()}
+
+
+def run_json(cmd: list[str], timeout: int = 1800) -> dict:
+    print("$", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise RuntimeError(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  -> {result['env_steps_per_second']:,.0f} env-steps/s, "
+          f"compile {result['compile_seconds'] or 0:.1f}s, "
+          f"peak {result['peak_rss_mb']:.0f} MiB", flush=True)
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--total-steps", type=int, default=200_000, help="env steps per seed")
+    p.add_argument("--sb3-steps", type=int, default=50_000, help="env steps for SB3 (slow)")
+    p.add_argument("--seeds", default="1,8,32", help="comma-separated seed counts")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement")
+    p.add_argument("--peers", default="rejax,sb3", help="peers to run ('' for none)")
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    peers = [s for s in args.peers.split(",") if s]
+    if peers:
+        subprocess.run(["bash", "benchmarks/peers/build_venvs.sh", *peers], cwd=ROOT, check=True)
+    py = sys.executable
+    cores = os.cpu_count() or 1
+    steps, reps = str(args.total_steps), str(args.repeats)
+    rows = []
+    start = time.time()
+    for n in seeds:
+        common = ["--num-seeds", str(n), "--total-steps", steps, "--repeats", reps]
+        single = ["--no-vmap"] if n == 1 else []
+        rows.append({"config": "purerl", **run_json([py, "benchmarks/purerl_ppo.py", *common, *single])})
+        if n > 1 and cores > 1 and n % cores == 0:
+            rows.append({"config": f"purerl, seeds sharded over {cores} host devices",
+                         **run_json([py, "benchmarks/purerl_ppo.py", *common,
+                                     "--devices", str(cores)])})
+        if "rejax" in peers:
+            rows.append({"config": "rejax", **run_json(
+                ["benchmarks/.venvs/rejax/bin/python", "benchmarks/peers/rejax_ppo.py",
+                 *common, *single])})
+        if "sb3" in peers and n == 1:
+            rows.append({"config": "sb3 (torch, 1 thread)", **run_json(
+                ["benchmarks/.venvs/sb3/bin/python", "benchmarks/peers/sb3_ppo.py",
+                 "--num-seeds", "1", "--total-steps", str(args.sb3_steps)])})
+
+    def ratio(n, other):
+        ours = max((r["env_steps_per_second"] for r in rows
+                    if r["framework"] == "purerl" and r["num_seeds"] == n), default=None)
+        theirs = next((r["env_steps_per_second"] for r in rows
+                       if r["framework"] == other and r["num_seeds"] == n), None)
+        return None if not ours or not theirs else ours / theirs
+
+    ratios = {f"{n}_seeds": {peer: ratio(n, peer) for peer in peers} for n in seeds}
+    import jax
+
+    report = {
+        "benchmark": "PPO CartPole-v1 throughput (env-steps/s, all seeds together, "
+                     "compilation excluded)",
+        "config": "4 envs x 128 steps, 4 epochs x 4 minibatches, 64x64 tanh MLPs, "
+                  "lr 2.5e-4 constant, gamma 0.99, lambda 0.95, clip 0.2",
+        "machine": machine(),
+        "jax": jax.__version__,
+        "total_steps_per_seed": args.total_steps,
+        "repeats": args.repeats,
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_seconds": round(time.time() - start, 1),
+        "results": rows,
+        "ratio_purerl_best_over_peer": ratios,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "ppo_throughput.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    lines = [
+        "# PPO throughput on CartPole-v1",
+        "",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"{report['machine']['memory_gib']} GiB, no GPU; jax {report['jax']}; "
+        f"{report['date']}. Command: `python benchmarks/run_throughput.py "
+        f"--total-steps {args.total_steps} --repeats {args.repeats}`.",
+        "",
+        f"{report['config']}. Env-steps/s counts all seeds, excludes compilation, "
+        f"median of {args.repeats} timed runs.",
+        "",
+        "| seeds | implementation | env-steps/s | compile s | peak RSS MiB | final return |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        comp = "" if r["compile_seconds"] is None else f"{r['compile_seconds']:.1f}"
+        ret = "" if r["final_return_mean"] is None else f"{r['final_return_mean']:.0f}"
+        lines.append(f"| {r['num_seeds']} | {r['config']} | {r['env_steps_per_second']:,.0f} "
+                     f"| {comp} | {r['peak_rss_mb']:.0f} | {ret} |")
+    lines += ["", "Ratio (best purerl / peer):", ""]
+    for key, vals in ratios.items():
+        for peer, v in vals.items():
+            if v is not None:
+                lines.append(f"- {key.replace('_', ' ')}: {v:.2f}x {peer}")
+    lines += ["", "Final returns are not comparable across rows: purerl reports 8 greedy "
+              "evaluation episodes, rejax 128 stochastic ones, SB3 its last training "
+              "episodes (and runs fewer steps)."]
+    with open(os.path.join(args.out, "ppo_throughput.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    _plot(rows, os.path.join(args.out, "ppo_throughput.png"))
+    print("\n".join(lines))
+    return 0
+
+
+def _plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=80)
+    labels = [f"{r['num_seeds']} seed{'s' if r['num_seeds'] > 1 else ''}\n{r['config']}"
+              for r in rows]
+    colors = {"purerl": "tab:blue", "rejax": "tab:orange", "sb3": "tab:green"}
+    ax.barh(range(len(rows)), [r["env_steps_per_second"] for r in rows],
+            color=[colors.get(r["framework"], "gray") for r in rows])
+    ax.set_yticks(range(len(rows)), labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("env-steps/s (all seeds)")
+    ax.set_title("PPO CartPole-v1 throughput, 2-core CPU")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
