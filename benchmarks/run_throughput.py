@@ -44,9 +44,13 @@ def machine() -> dict:
             "platform": platform.platform(), "python": platform.python_version()}
 
 
-def run_json(cmd: list[str], timeout: int = 1800) -> dict:
-    print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+EIGEN_FLAG = "--xla_cpu_multi_thread_eigen=false"
+
+
+def run_json(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
+    print("$", " ".join(f"{k}={v}" for k, v in (env or {}).items()), " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
         raise RuntimeError(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
@@ -84,9 +88,13 @@ def main(argv=None) -> int:
                          **run_json([py, "benchmarks/purerl_ppo.py", *common,
                                      "--devices", str(cores)])})
         if "rejax" in peers:
-            rows.append({"config": "rejax", **run_json(
-                ["benchmarks/.venvs/rejax/bin/python", "benchmarks/peers/rejax_ppo.py",
-                 *common, *single])})
+            rejax = ["benchmarks/.venvs/rejax/bin/python", "benchmarks/peers/rejax_ppo.py",
+                     *common, *single]
+            rows.append({"config": "rejax", **run_json(rejax)})
+            # The same XLA option purerl sets on import (see README), for a like-for-like
+            # runtime.
+            rows.append({"config": "rejax + --xla_cpu_multi_thread_eigen=false",
+                         **run_json(rejax, env={"XLA_FLAGS": EIGEN_FLAG})})
         if "sb3" in peers and n == 1:
             rows.append({"config": "sb3 (torch, 1 thread)", **run_json(
                 ["benchmarks/.venvs/sb3/bin/python", "benchmarks/peers/sb3_ppo.py",
@@ -95,8 +103,8 @@ def main(argv=None) -> int:
     def ratio(n, other):
         ours = max((r["env_steps_per_second"] for r in rows
                     if r["framework"] == "purerl" and r["num_seeds"] == n), default=None)
-        theirs = next((r["env_steps_per_second"] for r in rows
-                       if r["framework"] == other and r["num_seeds"] == n), None)
+        theirs = max((r["env_steps_per_second"] for r in rows
+                       if r["framework"] == other and r["num_seeds"] == n), default=None)
         return None if not ours or not theirs else ours / theirs
 
     ratios = {f"{n}_seeds": {peer: ratio(n, peer) for peer in peers} for n in seeds}
@@ -138,7 +146,7 @@ def main(argv=None) -> int:
         ret = "" if r["final_return_mean"] is None else f"{r['final_return_mean']:.0f}"
         lines.append(f"| {r['num_seeds']} | {r['config']} | {r['env_steps_per_second']:,.0f} "
                      f"| {comp} | {r['peak_rss_mb']:.0f} | {ret} |")
-    lines += ["", "Ratio (best purerl / peer):", ""]
+    lines += ["", "Ratio (best purerl row / best row of the peer):", ""]
     for key, vals in ratios.items():
         for peer, v in vals.items():
             if v is not None:

@@ -9,13 +9,24 @@
 
 import os
 
-import jax
+# XLA's CPU runtime on jax 0.10.2 intermittently hangs vmapped programs on this 2-core
+# class of machine: every worker of its Eigen intra-op thread pool parks while the
+# execution waits for a task that never runs (seen here in training runs and in tests;
+# also reported as PyAutoLabs/PyAutoFit#1530, which found this flag avoids it).
+# Single-threaded Eigen costs nothing measurable for purerl's small matmuls, and seeds
+# sharded over host devices still use every core. The flag must be set before JAX
+# starts its CPU backend (its first computation). PURERL_KEEP_XLA_FLAGS=1 opts out.
+if os.environ.get("PURERL_KEEP_XLA_FLAGS", "0") != "1":
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in _flags:
+        os.environ["XLA_FLAGS"] = (_flags + " --xla_cpu_multi_thread_eigen=false").strip()
 
-# JAX's asynchronous dispatch on the CPU backend can hang a process that keeps several
-# computations in flight (jax-ml/jax#25861); we saw it hang training runs and tests
-# here (jax 0.10.2, 2 cores). Our programs are few and large, so synchronous dispatch
-# costs nothing measurable. Set PURERL_CPU_ASYNC_DISPATCH=1 to keep JAX's default.
-if os.environ.get("PURERL_CPU_ASYNC_DISPATCH", "0") != "1":
+import jax  # noqa: E402
+
+# JAX's asynchronous dispatch on the CPU backend can also hang a process that keeps
+# several computations in flight (jax-ml/jax#25861). Our programs are few and large,
+# so synchronous dispatch costs nothing measurable.
+if os.environ.get("PURERL_KEEP_XLA_FLAGS", "0") != "1":
     jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 from purerl import algos, envs, loops, ops  # noqa: E402

@@ -121,8 +121,11 @@ def make_block(algo, env, config):
         done = traj["terminated"] | traj["truncated"]
         # Rewards in the agent's units: scaled, then time-limit bootstrapped.
         reward = traj["reward"] * getattr(config, "reward_scale", 1.0)
+        extras = traj["extras"]
         if agent.value is not None:
-            # V of the true next observation of every step, in one batched call.
+            # Values in two batched calls after the rollout, not one small call per
+            # step: V(obs) for the update, V(true next obs) for time-limit bootstrapping.
+            extras = {**extras, "value": agent.value(runner.agent, traj["obs"])}
             next_value = agent.value(runner.agent, traj["final_obs"])
             reward = reward + gamma * traj["truncated"] * next_value
             bootstrap = next_value[-1]
@@ -135,7 +138,7 @@ def make_block(algo, env, config):
             discount=gamma * (1.0 - done.astype(jnp.float32)),
             terminated=traj["terminated"],
             truncated=traj["truncated"],
-            extras=traj["extras"],
+            extras=extras,
             bootstrap_value=bootstrap,
         )
         agent_state, metrics = agent.update(runner.agent, batch, k_update)

@@ -12,8 +12,10 @@ class Agent(NamedTuple):
         ``obs`` may carry any leading batch dims; ``extras`` holds per-sample outputs
         the update needs (``log_prob``, ``value``, ...).
     update(state, batch, key) -> (state, metrics)
-    value(state, obs) -> V(obs), or None for agents without a state-value function;
-        the on-policy driver uses it to bootstrap steps cut by a time limit.
+    value(state, obs) -> V(obs), or None for agents without a state-value function.
+        The on-policy driver calls it once per rollout, batched: it puts V(obs) in
+        ``batch.extras["value"]`` and uses V(final_obs) to bootstrap steps cut by a
+        time limit, so ``act`` need not compute values step by step.
     """
 
     init: Callable

@@ -96,7 +96,7 @@ def test_act_shapes_and_eval_mode():
     obs = jnp.ones((5, 3))
     action, extras = agent.act(state, obs, jax.random.key(1))
     assert action.shape == (5, 1) and extras["log_prob"].shape == (5,)
-    assert extras["value"].shape == (5,)
+    assert agent.value(state, obs).shape == (5,)
     a1, _ = agent.act(state, obs, jax.random.key(1), eval=True)
     a2, _ = agent.act(state, obs, jax.random.key(2), eval=True)
     np.testing.assert_array_equal(a1, a2)

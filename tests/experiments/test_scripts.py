@@ -1,0 +1,76 @@
+"""The experiment-script contract and the benchmark runner, end to end with tiny budgets."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = ["--total-steps", "1024", "--num-seeds", "2", "--num-envs", "4", "--num-steps", "64",
+        "--num-evals", "2", "--num-eval-envs", "2", "--no-progress"]
+
+
+def run(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    proc = run("experiments/ppo.py", *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    for field in ("algo", "env", "num_seeds", "total_steps", "eval_steps", "eval_returns",
+                  "final_returns", "final_return_mean", "wall_seconds", "compile_seconds",
+                  "env_steps_per_second", "config", "versions"):
+        assert field in results, field
+    assert results["algo"] == "ppo" and results["env"] == "CartPole-v1"
+    assert results["num_seeds"] == 2 and results["total_steps"] == 1024
+    assert len(results["eval_steps"]) == 2 and results["eval_steps"][-1] == 1024
+    assert len(results["eval_returns"]) == 2 and len(results["eval_returns"][0]) == 2
+    assert results["final_returns"] == results["eval_returns"][-1]
+    assert results["config"]["num_envs"] == 4 and results["config"]["num_steps"] == 64
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["block"] for r in rows] == [1, 2]
+    assert "loss/actor" in rows[0] and "eval/return" in rows[0]
+    assert (out / "curve.png").stat().st_size > 0
+    assert (out / "checkpoint" / "LATEST").exists()
+    assert "final eval return" in proc.stdout
+
+    # Resuming a finished run restores it and changes nothing.
+    proc = run("experiments/ppo.py", *TINY, "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((out / "results.json").read_text())
+    assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--env", "CartPole-v9"], "unknown env id 'CartPole-v9'"),
+        (["--lr", "-1"], "Config.lr must be in"),
+        (["--objective", "trust"], "Config.objective must be one of"),
+        (["--num-epochs", "many"], "invalid int value"),
+        (["--no-such-flag", "1"], "unrecognized arguments"),
+        (["--resume", "--out", "/nonexistent/run"], "--resume: no checkpoint"),
+    ],
+)
+def test_bad_arguments_get_one_line(args, message):
+    proc = run("experiments/ppo.py", *args, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert message in lines[0]
+
+
+def test_throughput_benchmark_runs(tmp_path):
+    proc = run("benchmarks/run_throughput.py", "--seeds", "1", "--total-steps", "1024",
+               "--repeats", "1", "--peers", "", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "ppo_throughput.json").read_text())
+    (row,) = report["results"]
+    assert row["framework"] == "purerl" and row["env_steps_per_second"] > 0
+    assert (tmp_path / "ppo_throughput.md").exists()
