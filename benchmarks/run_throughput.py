@@ -44,9 +44,6 @@ def machine() -> dict:
             "platform": platform.platform(), "python": platform.python_version()}
 
 
-EIGEN_FLAG = "--xla_cpu_multi_thread_eigen=false"
-
-
 def run_json(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
     print("$", " ".join(f"{k}={v}" for k, v in (env or {}).items()), " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
@@ -91,10 +88,6 @@ def main(argv=None) -> int:
             rejax = ["benchmarks/.venvs/rejax/bin/python", "benchmarks/peers/rejax_ppo.py",
                      *common, *single]
             rows.append({"config": "rejax", **run_json(rejax)})
-            # The same XLA option purerl sets on import (see README), for a like-for-like
-            # runtime.
-            rows.append({"config": "rejax + --xla_cpu_multi_thread_eigen=false",
-                         **run_json(rejax, env={"XLA_FLAGS": EIGEN_FLAG})})
         if "sb3" in peers and n == 1:
             rows.append({"config": "sb3 (torch, 1 thread)", **run_json(
                 ["benchmarks/.venvs/sb3/bin/python", "benchmarks/peers/sb3_ppo.py",

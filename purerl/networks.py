@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 import distrax
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -12,8 +13,35 @@ from purerl.types import Box, Discrete
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "silu": nn.silu}
 
 
-def orthogonal(scale: float):
-    return nn.initializers.orthogonal(scale)
+def orthogonal(scale: float = 1.0):
+    """Orthogonal initialiser (Saxe et al. 2014) without LAPACK.
+
+    Same distribution as ``flax.linen.initializers.orthogonal`` (the Q factor, with a
+    positive-diagonal R, of a Gaussian matrix), computed by twice-repeated classical
+    Gram–Schmidt in plain XLA ops. Why: jax 0.10.2's batched CPU QR (what vmapping
+    ``init`` over seeds produces) runs its batch on XLA's intra-op thread pool and waits
+    for it from inside that pool; two QRs running at once on a 2-core machine take
+    both pool threads and deadlock (seen here as intermittent hangs of training runs
+    and tests; gdb showed both threads in ``lapack_sgeqrf_ffi``/``ParallelBatchMap``).
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+        n, m = max(rows, cols), min(rows, cols)
+        a = jax.random.normal(key, (n, m), jnp.float32)
+
+        def add_column(j, q):
+            v = jax.lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
+            for _ in range(2):  # re-orthogonalise once: CGS2 is as stable as Householder
+                v = v - q @ (q.T @ v)  # columns >= j of q are still zero
+            return jax.lax.dynamic_update_index_in_dim(q, v / jnp.linalg.norm(v), j, axis=1)
+
+        q = jax.lax.fori_loop(0, m, add_column, jnp.zeros((n, m), jnp.float32))
+        if rows < cols:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
 
 
 class MLP(nn.Module):

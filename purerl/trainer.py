@@ -41,8 +41,7 @@ class Trainer:
             if shard and len(devices) > 1 and num_seeds % len(devices) == 0:
                 mesh = Mesh(np.array(devices), ("seed",))
                 self.sharding = NamedSharding(mesh, PartitionSpec("seed"))
-        # init runs unsharded: on a multi-device CPU, two LAPACK calls (the QR of the
-        # orthogonal initialiser) running at once on different devices can deadlock.
+        # init is cheap: it runs on one device and its result is resharded.
         self._init = jax.jit(init)
         if self.sharding is None:
             self._block = jax.jit(block, donate_argnums=0)
@@ -59,9 +58,7 @@ class Trainer:
             key = jax.random.split(key, self.num_seeds)
         runner = self._init(key)
         if self.sharding is not None:
-            # Finish init before resharding: dispatching the reshard while init is in
-            # flight was seen to hang the multi-device CPU runtime.
-            runner = jax.device_put(jax.block_until_ready(runner), self.sharding)
+            runner = jax.device_put(runner, self.sharding)
         return runner
 
     def compile(self, runner):
