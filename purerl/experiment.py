@@ -188,6 +188,7 @@ def _run(algo, env, config, args) -> int:
         plog.write_jsonl(metrics_path, [row])
         history.append(plog.to_python(row))
 
+    steps_before = np.asarray(runner.env_steps).astype(np.int64).sum()
     start = time.perf_counter()
     remaining = trainer.num_blocks - int(np.asarray(runner.block).reshape(-1)[0])
     for _ in range(remaining):
@@ -210,8 +211,8 @@ def _run(algo, env, config, args) -> int:
     eval_steps = [_first(h["env_steps"]) for h in history]
     eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1)) for h in history]
     final = eval_returns[-1]
-    steps_per_block = trainer.schedule.total_steps // trainer.num_blocks
-    ran_steps = remaining * steps_per_block * args.num_seeds  # this invocation's
+    # This invocation's env steps, all seeds (episodic rollouts vary per seed).
+    ran_steps = int(np.asarray(runner.env_steps).astype(np.int64).sum() - steps_before)
     results = {
         "algo": name,
         "env": args.env,

@@ -34,23 +34,33 @@ class Runner(NamedTuple):
 class Schedule(NamedTuple):
     """How a config's step budget is cut into blocks of iterations."""
 
-    iterations_per_eval: int
+    iterations_per_eval: int  # 0 for episodic rollouts: as many as the block's steps allow
     num_evals: int
-    steps_per_iteration: int
+    steps_per_iteration: int  # for episodic rollouts, the most one iteration can take
+    steps_per_eval: int
 
     @property
     def total_steps(self) -> int:
-        return self.iterations_per_eval * self.num_evals * self.steps_per_iteration
+        return self.num_evals * self.steps_per_eval
 
 
-def schedule(config) -> Schedule:
-    """Iterations are whole rollouts; the run is ``num_evals`` equal blocks, each ending
-    in an evaluation, so total_steps is rounded down to a multiple of one block."""
+def schedule(config, max_episode_steps: int | None = None) -> Schedule:
+    """The run is ``num_evals`` equal blocks, each ending in an evaluation.
+
+    Fixed rollouts (``max_episode_steps`` None): an iteration is ``num_steps`` steps of
+    ``num_envs`` envs, and total_steps is rounded down to a multiple of one block.
+    Episodic rollouts (``max_episode_steps`` given): an iteration is one complete
+    episode per env, of variable length, so a block runs iterations while the next
+    one cannot overshoot the block's step budget: a run never exceeds total_steps.
+    """
+    if max_episode_steps is not None:
+        per_eval = config.total_steps // config.num_evals
+        return Schedule(0, config.num_evals, config.num_envs * max_episode_steps, per_eval)
     steps = config.num_envs * config.num_steps
     iterations = config.total_steps // steps
     per_eval = max(1, iterations // config.num_evals)
     num_evals = max(1, iterations // per_eval)
-    return Schedule(per_eval, num_evals, steps)
+    return Schedule(per_eval, num_evals, steps, per_eval * steps)
 
 
 def _envs(env, config):
@@ -80,11 +90,22 @@ def check_compatible(algo, env, config) -> None:
 
 
 def make_block(algo, env, config):
-    """Build ``init(key) -> Runner`` and ``block(runner) -> (runner, metrics)``."""
+    """Build ``init(key) -> Runner`` and ``block(runner) -> (runner, metrics)``.
+
+    Algorithms whose module sets ``EPISODIC = True`` (Monte-Carlo methods such as
+    REINFORCE) get episodic rollouts: every iteration resets the envs and runs
+    ``max_episode_steps`` steps, so each env yields exactly one complete episode and no
+    return is ever cut at a rollout boundary. Steps after an env's episode has ended
+    are masked out (``batch.extras["mask"]``) and not counted as env steps.
+    """
     check_compatible(algo, env, config)
     agent = algo.make(config, env.spec)
+    episodic = getattr(algo, "EPISODIC", False)
+    if episodic and getattr(config, "normalize_obs", False):
+        raise ValueError("normalize_obs is not supported with episodic rollouts")
     train_env, eval_env = _envs(env, config)
-    sched = schedule(config)
+    horizon = env.spec.max_episode_steps if episodic else config.num_steps
+    sched = schedule(config, env.spec.max_episode_steps if episodic else None)
     gamma = config.gamma
 
     def init(key):
@@ -112,12 +133,15 @@ def make_block(algo, env, config):
 
     def iteration(runner: Runner, _):
         key, k_rollout, k_update = jax.random.split(runner.key, 3)
+        env_state, obs = runner.env_state, runner.obs
+        if episodic:
+            k_rollout, k_reset = jax.random.split(k_rollout)
+            env_state, ts = train_env.reset(k_reset)
+            obs = ts.obs
         # All the rollout's keys in one vectorised call rather than a split per step.
-        keys = jax.random.split(k_rollout, (config.num_steps, 2))
-        carry = (runner.agent, runner.env_state, runner.obs)
-        (_, env_state, obs), traj = jax.lax.scan(
-            env_step, carry, (keys[:, 0], keys[:, 1])
-        )
+        keys = jax.random.split(k_rollout, (horizon, 2))
+        carry = (runner.agent, env_state, obs)
+        (_, env_state, obs), traj = jax.lax.scan(env_step, carry, (keys[:, 0], keys[:, 1]))
         done = traj["terminated"] | traj["truncated"]
         # Rewards in the agent's units: scaled, then time-limit bootstrapped.
         reward = traj["reward"] * getattr(config, "reward_scale", 1.0)
@@ -131,6 +155,16 @@ def make_block(algo, env, config):
             bootstrap = next_value[-1]
         else:
             bootstrap = jnp.zeros(reward.shape[1:], jnp.float32)
+        if episodic:
+            # A step is live until its env's first episode has ended.
+            ended_before = jnp.cumsum(done, axis=0) - done > 0
+            live = ~ended_before
+            extras = {**extras, "mask": live.astype(jnp.float32)}
+            steps = live.sum(dtype=jnp.int32)
+            counted = done & live
+        else:
+            steps = jnp.int32(sched.steps_per_iteration)
+            counted = done
         batch = Transition(
             obs=traj["obs"],
             action=traj["action"],
@@ -140,17 +174,18 @@ def make_block(algo, env, config):
             truncated=traj["truncated"],
             extras=extras,
             bootstrap_value=bootstrap,
+            next_obs=traj["final_obs"],
         )
         agent_state, metrics = agent.update(runner.agent, batch, k_update)
-        metrics["train/episodes"] = done.sum()
-        metrics["train/return_sum"] = jnp.where(done, traj["episode_return"], 0.0).sum()
-        metrics["train/length_sum"] = jnp.where(done, traj["episode_length"], 0).sum()
+        metrics["train/episodes"] = counted.sum()
+        metrics["train/return_sum"] = jnp.where(counted, traj["episode_return"], 0.0).sum()
+        metrics["train/length_sum"] = jnp.where(counted, traj["episode_length"], 0).sum()
         runner = runner._replace(
             agent=agent_state,
             env_state=env_state,
             obs=obs,
             key=key,
-            env_steps=runner.env_steps + sched.steps_per_iteration,
+            env_steps=runner.env_steps + steps,
         )
         return runner, metrics
 
@@ -175,17 +210,40 @@ def make_block(algo, env, config):
         # Every episode ends within max_episode_steps; `finished` is all True.
         return returns.mean(), finished.mean()
 
+    def run_iterations(runner: Runner):
+        """The block's iterations: (runner, metrics summed over them, their number)."""
+        if not episodic:
+            runner, metrics = jax.lax.scan(
+                iteration, runner, None, length=sched.iterations_per_eval
+            )
+            sums = jax.tree.map(lambda x: x.sum(0), metrics)
+            return runner, sums, jnp.int32(sched.iterations_per_eval)
+        target = (runner.block + 1) * sched.steps_per_eval
+        shapes = jax.eval_shape(lambda r: iteration(r, None)[1], runner)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def more(carry):
+            runner, _, count = carry
+            fits = runner.env_steps + sched.steps_per_iteration <= target
+            return (count == 0) | fits
+
+        def one(carry):
+            runner, sums, count = carry
+            runner, metrics = iteration(runner, None)
+            return runner, jax.tree.map(jnp.add, sums, metrics), count + 1
+
+        return jax.lax.while_loop(more, one, (runner, zeros, jnp.int32(0)))
+
     def block(runner: Runner):
-        runner, metrics = jax.lax.scan(
-            iteration, runner, None, length=sched.iterations_per_eval
-        )
-        episodes = metrics.pop("train/episodes").sum()
-        return_sum = metrics.pop("train/return_sum").sum()
-        length_sum = metrics.pop("train/length_sum").sum()
-        metrics = jax.tree.map(jnp.mean, metrics)
+        runner, sums, count = run_iterations(runner)
+        episodes = sums.pop("train/episodes")
+        return_sum = sums.pop("train/return_sum")
+        length_sum = sums.pop("train/length_sum")
+        metrics = jax.tree.map(lambda x: x / count, sums)
         metrics["train/episode_return"] = return_sum / jnp.maximum(episodes, 1)
         metrics["train/episode_length"] = length_sum / jnp.maximum(episodes, 1)
         metrics["train/episodes"] = episodes
+        metrics["train/iterations"] = count
         key, k_eval = jax.random.split(runner.key)
         eval_return, eval_finished = evaluate(runner, k_eval)
         metrics["eval/return"] = eval_return

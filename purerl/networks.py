@@ -110,3 +110,26 @@ class PolicyNet(nn.Module):
 def eval_action(dist):
     """The deterministic action used for evaluation: the mode (argmax or mean)."""
     return dist.mode()
+
+
+class QNet(nn.Module):
+    """Action values.
+
+    Discrete actions: ``Q(s, ·)``, ``[..., *obs_shape] -> [..., n]`` (call with
+    ``action=None``). Continuous actions: ``Q(s, a)``, the flattened action concatenated
+    to the flattened observation, ``-> [...]``.
+    """
+
+    hidden: Sequence[int]
+    num_outputs: int = 1
+    activation: str = "tanh"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs, action=None):
+        x = obs.reshape(*obs.shape[: obs.ndim - self.obs_ndim], -1)
+        if action is not None:
+            a = action.reshape(*x.shape[:-1], -1).astype(x.dtype)
+            x = jnp.concatenate([x, a], axis=-1)
+        q = MLP(self.hidden, self.num_outputs, self.activation, out_scale=1.0)(x)
+        return q if action is None else q[..., 0]

@@ -84,3 +84,7 @@ class Transition(NamedTuple):
     truncated: jax.Array  # [T, B] bool
     extras: dict[str, jax.Array]  # from act: log_prob, value, ... each [T, B, ...]
     bootstrap_value: jax.Array  # [B] float32
+    # [T, B, *obs_shape], the true observation after each step (``info["final_obs"]``
+    # where an episode ended): what an off-policy learner needs to re-bootstrap a
+    # stored segment with its current critic. Unused fields are dropped by XLA.
+    next_obs: jax.Array | None = None

@@ -1,5 +1,5 @@
 """Algorithm modules: each has Config, make(config, env_spec) -> Agent."""
 
-from purerl.algos import ppo
+from purerl.algos import a2c, actor_critic, offpac, ppo, reinforce
 
-__all__ = ["ppo"]
+__all__ = ["reinforce", "actor_critic", "a2c", "offpac", "ppo"]

@@ -11,6 +11,12 @@ wrapped by ``from_gymnax`` like any gymnax env.
   matching the sign (0 or 1), else 0. Tests that a discrete policy follows the context.
 * ``Probe-ContinuousBandit-v0``: one-step episodes; observation ``x ~ U[-1, 1]``;
   reward ``-(a - x)²`` with ``a ∈ [-2, 2]``. Tests a continuous policy's mean.
+* ``ShortCorridor-v0``: Sutton & Barto Example 13.1. Three non-terminal states in a
+  row and a goal on the right; reward -1 per step; action 1 ("right") moves right and
+  0 moves left, except in the middle state where they are swapped; left from the first
+  state stays put. The observation is always ``[1]``: the states look identical, so the
+  best policy is stochastic, right with probability p* = 2 - √2 ≈ 0.586, with value
+  J* = -(6 + 4√2) ≈ -11.66 from the start. An exact oracle for policy gradients.
 """
 
 import jax
@@ -85,8 +91,32 @@ class ContinuousBandit(_Probe):
         return spaces.Box(-2.0, 2.0, (1,), jnp.float32)
 
 
+class ShortCorridor(_Probe):
+    @property
+    def default_params(self):
+        # Episodes under p* average 11.7 steps; 200 makes a time-limit cut negligible.
+        return ProbeParams(max_steps_in_episode=200)
+
+    def reset_env(self, key, params):
+        state = ProbeState(time=0, x=jnp.int32(0))
+        return self.get_obs(state), state
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.ones((1,), jnp.float32)  # every state looks the same
+
+    def step_env(self, key, state, action, params):
+        right = jnp.where(state.x == 1, action == 0, action == 1)
+        x = jnp.maximum(state.x + jnp.where(right, 1, -1), 0).astype(jnp.int32)
+        state = state.replace(time=state.time + 1, x=x)
+        return self.get_obs(state), state, jnp.float32(-1.0), x == 3, {}
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+
 PROBES = {
     "Probe-Truncation-v0": Truncation,
     "Probe-Bandit-v0": Bandit,
     "Probe-ContinuousBandit-v0": ContinuousBandit,
+    "ShortCorridor-v0": ShortCorridor,
 }

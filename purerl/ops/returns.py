@@ -143,3 +143,50 @@ def gae(rewards: Array, discounts: Array, values: Array, lam) -> Array:
         step, jnp.zeros_like(values[-1]), (deltas, discounts, lam), reverse=True
     )
     return advantages
+
+
+def vtrace(rewards: Array, discounts: Array, values: Array, rhos: Array, lam=1.0,
+           clip_rho=1.0, clip_c=1.0) -> tuple[Array, Array]:
+    """V-trace: importance-corrected TD(λ) targets for off-policy data (Espeholt et al.
+    2018, eq. 1), and the matching policy-gradient advantages.
+
+        δ_t = ρ̄_t (r_t + d_t V_{t+1} − V_t),            ρ̄_t = min(clip_rho, ρ_t)
+        v_t = V_t + δ_t + d_t λ c_t (v_{t+1} − V_{t+1}),  c_t = min(clip_c, ρ_t),  v_T = V_T
+        A_t = ρ̄_t (r_t + d_t [λ v_{t+1} + (1 − λ) V_{t+1}] − V_t)
+
+    ρ_t = π(a_t|s_t) / b(a_t|s_t) is the per-step importance ratio. With ρ ≡ 1 (on-policy
+    data) v_t is the TD(λ) λ-return and A_t = v_t − V_t is GAE(λ). (The advantage mixes
+    v_{t+1} with V_{t+1} by λ, as rlax's ``vtrace_td_error_and_advantage`` does; IMPALA's
+    paper uses λ = 1 there.) ``clip_rho`` and
+    ``clip_c`` truncate the ratios (``jnp.inf`` disables truncation: per-decision
+    importance sampling, unbiased but with unbounded variance). The outputs carry no
+    gradient to ``rhos`` or ``values``: they are targets and weights.
+
+    Args:
+      rewards, discounts, rhos: ``[T, ...]``.
+      values: ``[T + 1, ...]``, V(s_0..s_T) with the bootstrap last.
+      lam: trace-decay λ.
+
+    Returns:
+      ``(targets v_t, advantages A_t)``, each ``[T, ...]``.
+    """
+    _check(rewards, discounts, values)
+    chex.assert_equal_shape([rewards, rhos])
+    rhos, values = jax.lax.stop_gradient(rhos), jax.lax.stop_gradient(values)
+    rho_bar = jnp.minimum(clip_rho, rhos)
+    c = lam * jnp.minimum(clip_c, rhos)
+    deltas = rho_bar * (rewards + discounts * values[1:] - values[:-1])
+
+    def step(acc, inputs):  # acc = v_{t+1} - V_{t+1}
+        delta, d, c_t = inputs
+        acc = delta + d * c_t * acc
+        return acc, acc
+
+    _, corrections = jax.lax.scan(
+        step, jnp.zeros_like(values[-1]), (deltas, discounts, c), reverse=True
+    )
+    targets = values[:-1] + corrections
+    next_targets = jnp.concatenate([targets[1:], values[-1:]], axis=0)
+    next_mix = lam * next_targets + (1.0 - lam) * values[1:]
+    advantages = rho_bar * (rewards + discounts * next_mix - values[:-1])
+    return targets, advantages

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rlax
 
-from purerl.ops import discounted_returns, gae, lambda_returns, n_step_returns
+from purerl.ops import discounted_returns, gae, lambda_returns, n_step_returns, vtrace
 
 T, B = 13, 3
 
@@ -220,3 +220,73 @@ def test_bad_shapes_raise():
         n_step_returns(r, d, v, 0)
     with pytest.raises(AssertionError):
         gae(r, d[:-1], v, 0.9)
+
+
+# ---- V-trace (importance-corrected TD(λ)) ----
+def loop_vtrace(r, d, v, rho, lam, clip_rho, clip_c):
+    """Espeholt et al. 2018 eq. 1 written as the explicit sum over future TD errors."""
+    t_len = len(r)
+    r, d, v, rho = (np.asarray(x, np.float64) for x in (r, d, v, rho))
+    rho_bar, c = np.minimum(clip_rho, rho), lam * np.minimum(clip_c, rho)
+    delta = rho_bar * (r + d * v[1:] - v[:-1])
+    targets = np.zeros_like(r)
+    for s in range(t_len):
+        total, scale = 0.0, 1.0
+        for t in range(s, t_len):
+            total = total + scale * delta[t]
+            scale = scale * d[t] * c[t]
+        targets[s] = v[s] + total
+    next_targets = np.concatenate([targets[1:], v[-1:]], 0)
+    next_mix = lam * next_targets + (1 - lam) * v[1:]
+    return targets, rho_bar * (r + d * next_mix - v[:-1])
+
+
+def make_rhos(seed, shape):
+    return np.exp(np.random.default_rng(seed).normal(0, 0.7, shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("lam,clip_rho,clip_c", [(1.0, 1.0, 1.0), (0.8, 2.0, 1.0),
+                                                 (0.5, np.inf, np.inf), (0.0, 1.0, 1.0)])
+def test_vtrace_loop(variant, lam, clip_rho, clip_c):
+    r, d, v = make_stream(11)
+    rho = make_rhos(0, r.shape)
+    targets, adv = variant(vtrace)(r, d, v, rho, lam, clip_rho, clip_c)
+    want_t = per_column(lambda *a: loop_vtrace(*a, lam, clip_rho, clip_c)[0], r, d, v, rho)
+    want_a = per_column(lambda *a: loop_vtrace(*a, lam, clip_rho, clip_c)[1], r, d, v, rho)
+    np.testing.assert_allclose(targets, want_t, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(adv, want_a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.6])
+def test_vtrace_matches_rlax(lam):
+    r, d, v = make_stream(12)
+    rho = make_rhos(1, r.shape)
+
+    def rlax_column(r, d, v, rho):
+        out = rlax.vtrace_td_error_and_advantage(v[:-1], v[1:], r, d, rho, lam, 1.0, 1.0)
+        return np.stack([out.errors + v[:-1], out.pg_advantage])
+
+    want = np.stack([rlax_column(*(a[:, j] for a in (r, d, v, rho)))
+                     for j in range(r.shape[1])], -1)
+    targets, adv = vtrace(r, d, v, rho, lam)
+    np.testing.assert_allclose(targets, want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(adv, want[1], rtol=1e-5, atol=1e-5)
+
+
+def test_vtrace_on_policy_is_lambda_returns():
+    r, d, v = make_stream(13)
+    targets, adv = vtrace(r, d, v, np.ones_like(r), 0.7)
+    np.testing.assert_allclose(targets, lambda_returns(r, d, v, 0.7), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(adv, gae(r, d, v, 0.7), rtol=1e-5, atol=1e-5)
+
+
+def test_vtrace_vmaps_over_seeds():
+    r, d, v = make_stream(14)
+    rho = make_rhos(2, r.shape)
+    stack = lambda x: np.stack([x, x[::-1]])  # noqa: E731 - two different "seeds"
+    got = jax.vmap(vtrace, in_axes=(0, 0, 0, 0, None))(stack(r), stack(d), stack(v),
+                                                        stack(rho), 0.9)
+    for i in range(2):
+        want = vtrace(stack(r)[i], stack(d)[i], stack(v)[i], stack(rho)[i], 0.9)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g[i], w, rtol=1e-6, atol=1e-6)

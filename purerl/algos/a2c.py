@@ -1,0 +1,160 @@
+"""A2C: synchronous advantage actor-critic (Mnih et al. 2016, arXiv:1602.01783).
+
+The synchronous form of A3C, as OpenAI baselines' ``a2c`` runs it: ``num_envs`` envs
+step together for ``num_steps`` (t_max) steps, then one gradient step on
+
+    L = E[−Â_t log π(a_t|s_t)] − c_ent E[H(π(·|s_t))] + c_vf · ½ E[(V(s_t) − R_t)²]
+
+R_t is the discounted return bootstrapped with V(s_{t_max}) at the end of the rollout
+(cut at episode ends), i.e. an (t_max − t)-step return, and Â_t = R_t − V(s_t)
+(ALGORITHMS.md §3). With ``use_gae`` the advantages are GAE(λ) instead and the value
+target is Â_t + V(s_t). No advantage normalisation, as in baselines.
+
+RMSProp with ε *inside* the square root, as TensorFlow's (and so baselines') does:
+``optax.scale_by_rms(decay, eps, eps_in_sqrt=True)``; learning rate decayed linearly to
+0. Actor and critic are separate MLPs (baselines shares one torso on Atari; separate
+networks are the usual choice for low-dimensional states).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from purerl.algos import common
+from purerl.algos.base import Agent
+from purerl.config import check_range, config
+from purerl.networks import ValueNet
+from purerl.ops.returns import discounted_returns, gae
+from purerl.types import EnvSpec, Transition
+
+ACTION_SPACES = ("Discrete", "Box")
+
+
+@config
+class Config:
+    """A2C hyperparameters. Defaults: baselines' A2C (ALGORITHMS.md §3)."""
+
+    total_steps: int = 1_000_000
+    """Environment steps per seed (summed over the parallel envs)."""
+    num_envs: int = 16
+    """Parallel environments per seed (A3C's 16 actor threads)."""
+    num_steps: int = 5
+    """Rollout length t_max between updates."""
+    num_evals: int = 20
+    """Evaluations over the run (the last one at the end)."""
+    num_eval_envs: int = 8
+    """Evaluation episodes per evaluation (policy in eval mode)."""
+    normalize_obs: bool = False
+    """Standardise observations with running statistics (an env wrapper)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    use_gae: bool = False
+    """Use GAE(λ) advantages instead of n-step returns minus V."""
+    gae_lambda: float = 1.0
+    """GAE λ (with use_gae; λ = 1 equals the n-step form)."""
+    reward_scale: float = 1.0
+    """The driver multiplies rewards by this before the update."""
+    lr: float = 7e-4
+    """RMSProp learning rate (decayed linearly to 0 if anneal_lr)."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over the run."""
+    rms_decay: float = 0.99
+    """RMSProp decay α."""
+    rms_eps: float = 1e-5
+    """RMSProp ε, added inside the square root."""
+    vf_coef: float = 0.5
+    """Value-loss coefficient."""
+    ent_coef: float = 0.01
+    """Entropy-bonus coefficient."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip over actor and critic together."""
+    hidden_sizes: tuple = (64, 64)
+    """Hidden layer widths of the actor and of the critic (separate networks)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu, elu or silu."""
+    log_std_init: float = 0.0
+    """Initial log-std of the Gaussian policy (continuous actions)."""
+
+    def __post_init__(self):
+        common.check_loop_fields(self)
+        check_range(self, "gae_lambda", 0.0, 1.0)
+        check_range(self, "rms_decay", 0.0, 1.0, high_open=True)
+        check_range(self, "rms_eps", 0.0, low_open=True)
+        check_range(self, "vf_coef", 0.0)
+        batch = self.num_envs * self.num_steps
+        if self.total_steps < batch:
+            raise ValueError(f"Config.total_steps must be >= num_envs * num_steps = "
+                             f"{batch}, got {self.total_steps}")
+
+    @property
+    def num_iterations(self) -> int:
+        return self.total_steps // (self.num_envs * self.num_steps)
+
+
+class State(NamedTuple):
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: optax.OptState
+    iteration: jax.Array  # int32
+
+
+def advantages_and_targets(batch: Transition, use_gae: bool, lam):
+    """(Â_t, value targets) from a rollout whose extras hold V(s_t)."""
+    values = batch.extras["value"]
+    if use_gae:
+        all_values = jnp.concatenate([values, batch.bootstrap_value[None]], axis=0)
+        adv = gae(batch.reward, batch.discount, all_values, lam)
+        return adv, adv + values
+    returns = discounted_returns(batch.reward, batch.discount, batch.bootstrap_value)
+    return returns - values, returns
+
+
+def actor_critic_loss(params, batch, adv, targets, actor, critic, cfg, env_spec):
+    """The A2C loss of one rollout (advantages and targets precomputed)."""
+    dist = actor.apply(params["actor"], batch.obs)
+    log_prob = dist.log_prob(common.flat_action(batch.action, env_spec))
+    pg_loss = common.policy_gradient_loss(log_prob, adv)
+    v_loss = common.value_loss(critic.apply(params["critic"], batch.obs), targets)
+    entropy = dist.entropy().mean()
+    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+    return loss, {"loss/total": loss, "loss/actor": pg_loss, "loss/value": v_loss,
+                  "loss/entropy": entropy}
+
+
+def make(cfg: Config, env_spec: EnvSpec) -> Agent:
+    """Build A2C's pure functions for an environment spec."""
+    if not isinstance(cfg, Config):
+        raise TypeError(f"expected purerl.algos.a2c.Config, got {type(cfg).__name__}")
+    actor = common.make_actor(cfg, env_spec)
+    critic = ValueNet(cfg.hidden_sizes, cfg.activation, obs_ndim=len(env_spec.obs_shape))
+    opt = common.flat_optimizer(optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.scale_by_rms(decay=cfg.rms_decay, eps=cfg.rms_eps, eps_in_sqrt=True),
+    ))
+
+    def init(key):
+        k_actor, k_critic = jax.random.split(key)
+        obs = jnp.zeros(env_spec.obs_shape, jnp.float32)
+        params = {"actor": actor.init(k_actor, obs), "critic": critic.init(k_critic, obs)}
+        return State(params, opt.init(params), jnp.int32(0))
+
+    def act(state, obs, key, eval=False):
+        action, _ = common.sample(actor.apply(state.params["actor"], obs), key, env_spec,
+                                  eval)
+        return action, {}
+
+    def value(state, obs):
+        return critic.apply(state.params["critic"], obs)
+
+    def update(state, batch: Transition, key):
+        del key  # the update is deterministic given the rollout
+        adv, targets = advantages_and_targets(batch, cfg.use_gae, cfg.gae_lambda)
+        grads, metrics = jax.grad(actor_critic_loss, has_aux=True)(
+            state.params, batch, adv, targets, actor, critic, cfg, env_spec)
+        lr = common.linear_lr(cfg.lr, state.iteration, cfg.num_iterations, cfg.anneal_lr)
+        params, opt_state, grad_norm = opt.step(state.params, grads, state.opt_state, lr)
+        metrics.update({"opt/grad_norm": grad_norm, "opt/lr": lr})
+        return State(params, opt_state, state.iteration + 1), metrics
+
+    return Agent(init=init, act=act, update=update, value=value)

@@ -1,0 +1,130 @@
+"""What the policy-gradient modules share: config checks, heads, losses, the optimiser.
+
+One piece of code per idea: REINFORCE, Q actor-critic, A2C and Off-PAC build their
+losses from these functions instead of each writing its own policy-gradient term.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from purerl.config import check_choice, check_range
+from purerl.networks import PolicyNet
+from purerl.types import Box, EnvSpec
+
+ACTIVATIONS = ("tanh", "relu", "elu", "silu")
+
+
+def check_loop_fields(cfg) -> None:
+    """Validate the fields every on-policy Config has (driver loop + common knobs)."""
+    for name in ("total_steps", "num_envs", "num_steps", "num_evals", "num_eval_envs"):
+        if hasattr(cfg, name):
+            check_range(cfg, name, 1)
+    check_range(cfg, "gamma", 0.0, 1.0)
+    check_range(cfg, "reward_scale", 0.0, low_open=True)
+    check_choice(cfg, "activation", ACTIVATIONS)
+    for name in ("lr", "critic_lr"):
+        if hasattr(cfg, name):
+            check_range(cfg, name, 0.0, low_open=True)
+    for name in ("ent_coef", "max_grad_norm"):
+        if hasattr(cfg, name):
+            check_range(cfg, name, 0.0)
+
+
+def make_actor(cfg, env_spec: EnvSpec) -> PolicyNet:
+    return PolicyNet(env_spec.action_space, cfg.hidden_sizes, cfg.activation,
+                     getattr(cfg, "log_std_init", 0.0), obs_ndim=len(env_spec.obs_shape))
+
+
+def sample(dist, key, env_spec: EnvSpec, eval: bool):
+    """An action from ``dist`` (its mode in eval mode), shaped as the env expects,
+    and its log-probability (``None`` in eval mode)."""
+    if eval:
+        action, log_prob = dist.mode(), None
+    else:
+        action = dist.sample(seed=key)
+        log_prob = dist.log_prob(action)
+    if isinstance(env_spec.action_space, Box):
+        action = action.reshape(*action.shape[:-1], *env_spec.action_space.shape)
+    return action, log_prob
+
+
+def flat_action(action, env_spec: EnvSpec):
+    """The inverse of ``sample``'s reshape: Box actions as the policy's flat vectors."""
+    if isinstance(env_spec.action_space, Box):
+        nd = len(env_spec.action_space.shape)
+        return action.reshape(*action.shape[: action.ndim - nd], -1)
+    return action
+
+
+def masked_mean(x, mask=None):
+    """Mean of ``x`` over the entries where ``mask`` is 1 (all entries if None)."""
+    if mask is None:
+        return x.mean()
+    mask = mask.astype(x.dtype)
+    return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def policy_gradient_loss(log_prob, weight, mask=None):
+    """−E[w · log π(a|s)] with the weight (return, Q, advantage, ρ·δ) held constant:
+    the gradient is E[w ∇log π], never ∇w (a critic or an importance ratio must not
+    be trained through the actor's loss)."""
+    return -masked_mean(jax.lax.stop_gradient(weight) * log_prob, mask)
+
+
+def value_loss(prediction, target, mask=None):
+    """½ E[(prediction − target)²] with the target held constant (semi-gradient TD)."""
+    return 0.5 * masked_mean((prediction - jax.lax.stop_gradient(target)) ** 2, mask)
+
+
+def standardize(x, mask=None):
+    """(x − mean) / std over the masked entries (a variance-reduction option)."""
+    mean = masked_mean(x, mask)
+    std = jnp.sqrt(masked_mean((x - mean) ** 2, mask))
+    return (x - mean) / (std + 1e-8)
+
+
+def linear_lr(lr, iteration, num_iterations: int, anneal: bool):
+    """``lr`` decayed linearly to 0 over ``num_iterations`` updates if ``anneal``."""
+    if not anneal:
+        return jnp.asarray(lr, jnp.float32)
+    return lr * jnp.maximum(1.0 - iteration / num_iterations, 0.0)
+
+
+class FlatOptimizer(NamedTuple):
+    """An optax transformation applied to all parameters as one flat vector.
+
+    On CPU the optimiser then runs as a few large XLA ops instead of a few per layer.
+    The learning rate is applied by hand (``params - lr * update``) so it stays a traced
+    value: a scalar, or a pytree like ``params`` for per-network rates (``group_rates``).
+    """
+
+    init: callable
+    step: callable
+
+
+def flat_optimizer(tx: optax.GradientTransformation) -> FlatOptimizer:
+    def init(params):
+        return tx.init(ravel_pytree(params)[0])
+
+    def step(params, grads, opt_state, lr):
+        flat, unravel = ravel_pytree(params)
+        flat_grads = ravel_pytree(grads)[0]
+        updates, opt_state = tx.update(flat_grads, opt_state, flat)
+        rate = ravel_pytree(lr)[0] if isinstance(lr, dict) else lr
+        return unravel(flat - rate * updates), opt_state, jnp.linalg.norm(flat_grads)
+
+    return FlatOptimizer(init, step)
+
+
+def group_rates(params: dict, rates: dict):
+    """A pytree like ``params`` holding ``rates[group]`` for every leaf of
+    ``params[group]``: separate learning rates for actor and critic in one flat
+    optimiser (Adam is invariant to loss scale, so a loss coefficient cannot do this)."""
+    return {
+        group: jax.tree.map(lambda p, r=rates[group]: jnp.full_like(p, r), sub)
+        for group, sub in params.items()
+    }
