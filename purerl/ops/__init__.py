@@ -1,5 +1,20 @@
 """Pure array primitives: no flax, no envs, no agents."""
 
+from purerl.ops.kfac import (
+    dense_factors,
+    ema,
+    fold_bias,
+    kron_precondition,
+    kron_precondition_eigen,
+    symmetric_eigh,
+    trust_region_scale,
+    unfold_bias,
+)
+from purerl.ops.natural import (
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+)
 from purerl.ops.returns import (
     discounted_returns,
     gae,
@@ -8,4 +23,21 @@ from purerl.ops.returns import (
     vtrace,
 )
 
-__all__ = ["discounted_returns", "n_step_returns", "lambda_returns", "gae", "vtrace"]
+__all__ = [
+    "discounted_returns",
+    "n_step_returns",
+    "lambda_returns",
+    "gae",
+    "vtrace",
+    "conjugate_gradient",
+    "fisher_vector_product",
+    "backtracking_line_search",
+    "kron_precondition",
+    "kron_precondition_eigen",
+    "symmetric_eigh",
+    "dense_factors",
+    "ema",
+    "fold_bias",
+    "unfold_bias",
+    "trust_region_scale",
+]

@@ -48,6 +48,28 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "script,args",
+    [
+        ("reinforce", ["--total-steps", "2000", "--num-envs", "4"]),
+        ("actor_critic", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "8"]),
+        ("a2c", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "8"]),
+        ("offpac", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "8",
+                    "--replay-size", "16", "--batch-segments", "4"]),
+    ],
+)
+def test_policy_gradient_scripts_run(tmp_path, script, args):
+    out = tmp_path / "run"
+    proc = run(f"experiments/{script}.py", *args, "--num-seeds", "2", "--num-evals", "2",
+               "--num-eval-envs", "2", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["algo"] == script and len(results["final_returns"]) == 2
+    assert results["env_steps_per_second"] > 0
+    assert results["eval_steps"][-1] <= results["total_steps"]
+    assert (out / "curve.png").exists() and (out / "checkpoint" / "LATEST").exists()
+
+
+@pytest.mark.parametrize(
     "args,message",
     [
         (["--env", "CartPole-v9"], "unknown env id 'CartPole-v9'"),
