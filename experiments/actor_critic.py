@@ -16,7 +16,10 @@ from purerl import experiment  # noqa: E402
 from purerl.algos import actor_critic  # noqa: E402
 
 PRESETS = {
-    "CartPole-v1": dict(total_steps=1_000_000),
+    # The plain Q-weighted actor: with Q ≈ 50-100 an entropy bonus of 0.01 cannot stop
+    # the policy from collapsing (seeds ended at 9.8); scaling rewards by 0.1 and the
+    # bonus to 0.1 keeps it stochastic long enough to learn.
+    "CartPole-v1": dict(total_steps=1_000_000, ent_coef=0.1, reward_scale=0.1),
     "Acrobot-v1": dict(total_steps=1_000_000),
 }
 
