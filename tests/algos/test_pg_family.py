@@ -9,7 +9,7 @@ import pytest
 import purerl
 from purerl.algos import a2c, actor_critic, offpac, reinforce
 from purerl.ops import lambda_returns
-from purerl.types import Transition
+from purerl.testing import as_numpy, leaves_equal, random_batch
 
 ALGOS = {"reinforce": reinforce, "actor_critic": actor_critic, "a2c": a2c, "offpac": offpac}
 # Tiny configs: one compile each, shared by the tests below through fixtures.
@@ -23,17 +23,6 @@ SMALL = {
 }
 
 
-def as_numpy(tree):
-    return [
-        np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-        for x in jax.tree.leaves(tree)
-    ]
-
-
-def leaves_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(as_numpy(a), as_numpy(b)))
-
-
 @pytest.fixture(scope="module")
 def cartpole():
     return purerl.envs.make("CartPole-v1")
@@ -45,24 +34,6 @@ def small(request, cartpole):
     algo = ALGOS[request.param]
     cfg = algo.Config(**SMALL[request.param])
     return algo, cfg, jax.jit(purerl.make_train(algo, cartpole, cfg))
-
-
-def random_batch(spec, key, T=8, B=4):
-    """A batch with every field any of the four algorithms reads."""
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    if hasattr(spec.action_space, "n"):
-        action = jax.random.randint(k1, (T, B), 0, spec.action_space.n)
-    else:
-        action = jax.random.normal(k1, (T, B, *spec.action_space.shape))
-    done = jax.random.bernoulli(k2, 0.1, (T, B))
-    obs = jax.random.normal(k3, (T, B, *spec.obs_shape))
-    return Transition(
-        obs=obs, action=action, reward=jax.random.normal(k4, (T, B)),
-        discount=0.99 * (1.0 - done), terminated=done, truncated=jnp.zeros((T, B), bool),
-        extras={"log_prob": -jnp.ones((T, B)) * 0.7, "value": jnp.zeros((T, B)),
-                "mask": jnp.ones((T, B))},
-        bootstrap_value=jnp.zeros(B), next_obs=jnp.roll(obs, -1, axis=0),
-    )
 
 
 @pytest.mark.parametrize("name", list(ALGOS))

@@ -9,22 +9,11 @@ import chex
 import purerl
 from purerl import checkpoint
 from purerl.algos import ppo
+from purerl.testing import as_numpy, leaves_equal
 from purerl.types import Transition
 
 SMALL = dict(total_steps=4 * 32 * 4, num_envs=4, num_steps=32, num_minibatches=4,
              num_epochs=2, num_evals=2, num_eval_envs=2)
-
-
-def as_numpy(tree):
-    """Leaves as numpy; typed PRNG keys as their uint32 data."""
-    return [
-        np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-        for x in jax.tree.leaves(tree)
-    ]
-
-
-def leaves_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(as_numpy(a), as_numpy(b)))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,43 @@
+"""Helpers for tests of purerl algorithms (used by ``tests/``; no test framework needed).
+
+``as_numpy`` / ``leaves_equal`` compare whole runner or agent states bit for bit (typed
+PRNG keys compared through their key data); ``random_batch`` builds a rollout batch
+with every field the on-policy algorithms read, for shape and compilation tests.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purerl.types import EnvSpec, Transition
+
+
+def as_numpy(tree) -> list[np.ndarray]:
+    """The leaves of ``tree`` as numpy arrays; typed PRNG keys as their uint32 data."""
+    return [
+        np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+        for x in jax.tree.leaves(tree)
+    ]
+
+
+def leaves_equal(a, b) -> bool:
+    """True if the two pytrees have bit-identical leaves."""
+    return all(np.array_equal(x, y) for x, y in zip(as_numpy(a), as_numpy(b)))
+
+
+def random_batch(spec: EnvSpec, key, T: int = 8, B: int = 4, p_done: float = 0.1) -> Transition:
+    """A random time-major ``[T, B]`` batch with log-probs, values, a mask and next obs."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    if hasattr(spec.action_space, "n"):
+        action = jax.random.randint(k1, (T, B), 0, spec.action_space.n)
+    else:
+        action = jax.random.normal(k1, (T, B, *spec.action_space.shape))
+    done = jax.random.bernoulli(k2, p_done, (T, B))
+    obs = jax.random.normal(k3, (T, B, *spec.obs_shape))
+    return Transition(
+        obs=obs, action=action, reward=jax.random.normal(k4, (T, B)),
+        discount=0.99 * (1.0 - done), terminated=done, truncated=jnp.zeros((T, B), bool),
+        extras={"log_prob": -jnp.ones((T, B)) * 0.7, "value": jnp.zeros((T, B)),
+                "mask": jnp.ones((T, B))},
+        bootstrap_value=jnp.zeros(B), next_obs=jnp.roll(obs, -1, axis=0),
+    )
