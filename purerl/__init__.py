@@ -7,9 +7,9 @@
     runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
 """
 
-from purerl import algos, envs, loops, ops
+from purerl import algos, buffers, envs, loops, ops
 from purerl.loops import make_train
 from purerl.trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["make_train", "Trainer", "envs", "ops", "algos"]
+__all__ = ["make_train", "Trainer", "envs", "ops", "algos", "buffers", "loops"]
