@@ -278,3 +278,136 @@ def make_train(algo, env, config):
         return jax.lax.scan(lambda r, _: block(r), runner, None, length=sched.num_evals)
 
     return train
+
+
+def run_host(algo, host_env, config, key, *, num_iterations=None, callback=None):
+    """The on-policy driver for host environments (``purerl.envs.make_host``).
+
+    The same iteration as ``make_block``'s fixed rollouts, with the env stepped in
+    Python: ``config.num_steps`` steps of the ``config.num_envs`` host envs with the
+    jitted ``agent.act``, then one jitted function that builds the ``Transition``
+    (rewards scaled by ``config.reward_scale`` and bootstrapped with
+    ``gamma * V(final_obs)`` on truncated steps, V(obs) in ``extras["value"]``,
+    ``discount = gamma * (1 - done)``) and calls ``agent.update``. There is no
+    evaluation and no observation normalisation.
+
+    Args:
+      algo: an algorithm module (e.g. ``purerl.algos.ppo``).
+      host_env: a ``HostEnv`` with ``num_envs == config.num_envs``.
+      config: ``algo.Config``.
+      key: PRNG key.
+      num_iterations: iterations to run; default ``config.total_steps // (num_envs *
+        num_steps)`` (what learning-rate annealing counts on).
+      callback: ``callback(iteration, metrics)`` after every iteration, with the
+        iteration's metrics as Python floats (e.g. for a progress bar or a log).
+
+    Returns:
+      ``(agent_state, history)``: ``history`` maps each metric name to a numpy array
+      over iterations: the update's metrics, ``train/episodes`` (episodes finished in
+      the iteration), ``train/episode_return`` and ``train/episode_length`` (their
+      means, unscaled; NaN when none finished) and ``env_steps`` (cumulative).
+    """
+    import numpy as np
+
+    if host_env.num_envs != config.num_envs:
+        raise ValueError(
+            f"host_env.num_envs ({host_env.num_envs}) must equal config.num_envs "
+            f"({config.num_envs})"
+        )
+    if getattr(algo, "EPISODIC", False):
+        raise ValueError(
+            f"{algo.__name__} needs episodic rollouts; run_host runs fixed ones"
+        )
+    if getattr(config, "normalize_obs", False):
+        raise ValueError(
+            "run_host does not normalise observations: set normalize_obs=False"
+        )
+    space = host_env.spec.action_space
+    allowed = getattr(algo, "ACTION_SPACES", None)
+    if allowed is not None and type(space).__name__ not in allowed:
+        raise ValueError(
+            f"{algo.__name__} supports action spaces {list(allowed)}, but "
+            f"{host_env.spec.name or 'the env'} has {type(space).__name__}"
+        )
+    agent = algo.make(config, host_env.spec)
+    gamma = config.gamma
+    horizon = config.num_steps
+    steps_per_iteration = config.num_envs * config.num_steps
+    if num_iterations is None:
+        num_iterations = config.total_steps // steps_per_iteration
+
+    @jax.jit
+    def act(agent_state, obs, keys, t):
+        # The key is picked inside jit: indexing a key array on the host costs about
+        # as much as the policy itself.
+        return agent.act(agent_state, obs, keys[t, 0])
+
+    @jax.jit
+    def learn(agent_state, traj, key):
+        done = traj["terminated"] | traj["truncated"]
+        reward = traj["reward"] * getattr(config, "reward_scale", 1.0)
+        extras = traj["extras"]
+        if agent.value is not None:
+            extras = {**extras, "value": agent.value(agent_state, traj["obs"])}
+            next_value = agent.value(agent_state, traj["final_obs"])
+            reward = reward + gamma * traj["truncated"] * next_value
+            bootstrap = next_value[-1]
+        else:
+            bootstrap = jnp.zeros(reward.shape[1:], jnp.float32)
+        batch = Transition(
+            obs=traj["obs"],
+            action=traj["action"],
+            reward=reward,
+            discount=gamma * (1.0 - done.astype(jnp.float32)),
+            terminated=traj["terminated"],
+            truncated=traj["truncated"],
+            extras=extras,
+            bootstrap_value=bootstrap,
+            next_obs=traj["final_obs"],
+        )
+        return agent.update(agent_state, batch, key)
+
+    key, k_agent = jax.random.split(key)
+    agent_state = agent.init(k_agent)
+    ts = host_env.reset()
+    obs = ts.obs
+    env_steps = 0
+    history = {}
+    for iteration in range(num_iterations):
+        key, k_rollout, k_update = jax.random.split(key, 3)
+        keys = jax.random.split(k_rollout, (horizon, 2))
+        steps = []
+        for t in range(horizon):
+            action, extras = act(agent_state, obs, keys, t)
+            action = np.asarray(action)
+            ts = host_env.step(action)
+            steps.append({
+                "obs": obs,
+                "action": action,
+                "reward": ts.reward,
+                "terminated": ts.terminated,
+                "truncated": ts.truncated,
+                "final_obs": ts.info["final_obs"],
+                "episode_return": ts.info["episode_return"],
+                "episode_length": ts.info["episode_length"],
+                "extras": extras,
+            })
+            obs = ts.obs
+        traj = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *steps)
+        episode_return = traj.pop("episode_return")
+        episode_length = traj.pop("episode_length")
+        agent_state, metrics = learn(agent_state, traj, k_update)
+        env_steps += steps_per_iteration
+        done = traj["terminated"] | traj["truncated"]
+        metrics = {name: float(value) for name, value in metrics.items()}
+        metrics["train/episodes"] = int(done.sum())
+        metrics["train/episode_return"] = (
+            float(episode_return[done].mean()) if done.any() else float("nan"))
+        metrics["train/episode_length"] = (
+            float(episode_length[done].mean()) if done.any() else float("nan"))
+        metrics["env_steps"] = env_steps
+        for name, value in metrics.items():
+            history.setdefault(name, []).append(value)
+        if callback is not None:
+            callback(iteration, metrics)
+    return agent_state, {name: np.asarray(values) for name, values in history.items()}

@@ -7,6 +7,7 @@
 
 from purerl.envs.core import Env
 from purerl.envs.gymnax import from_gymnax
+from purerl.envs.host import HostEnv, make_host
 from purerl.envs.wrappers import normalize_obs, vectorize
 
 GYMNAX_IDS = (
@@ -59,4 +60,7 @@ def make(env_id: str, **params) -> Env:
     return from_gymnax(env, env_params, name=env_id)
 
 
-__all__ = ["Env", "make", "known_ids", "vectorize", "normalize_obs", "from_gymnax"]
+__all__ = [
+    "Env", "make", "known_ids", "vectorize", "normalize_obs", "from_gymnax",
+    "make_host", "HostEnv",
+]

@@ -1,0 +1,268 @@
+"""Host environments (gymnasium:, dmc:) and the host on-policy loop.
+
+Run: .venv/bin/python -m pytest -p no:xdist tests/envs/test_host.py
+"""
+
+import importlib.util
+import math
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from purerl import loops
+from purerl.algos import a2c, ppo
+from purerl.envs import make_host
+from purerl.types import Box, Discrete
+
+# --- Gymnasium ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    env = make_host("gymnasium:CartPole-v1", num_envs=2, seed=0)
+    yield env
+    env.close()
+
+
+def test_gymnasium_spec(cartpole):
+    spec = cartpole.spec
+    assert spec.obs_shape == (4,)
+    assert spec.obs_dtype == "float32"
+    assert spec.action_space == Discrete(2)
+    assert spec.max_episode_steps == 500
+    assert spec.name == "gymnasium:CartPole-v1"
+    assert cartpole.num_envs == 2
+
+
+def test_gymnasium_reset(cartpole):
+    ts = cartpole.reset(seed=3)
+    assert ts.obs.shape == (2, 4) and ts.obs.dtype == np.float32
+    assert ts.reward.shape == (2,) and ts.reward.dtype == np.float32
+    assert not ts.terminated.any() and not ts.truncated.any()
+    np.testing.assert_array_equal(ts.info["final_obs"], ts.obs)
+    np.testing.assert_array_equal(ts.info["episode_return"], 0.0)
+    np.testing.assert_array_equal(ts.info["episode_length"], 0)
+    # Seeded resets are reproducible, and the two envs get different seeds.
+    np.testing.assert_array_equal(cartpole.reset(seed=3).obs, ts.obs)
+    assert (ts.obs[0] != ts.obs[1]).any()
+
+
+def test_gymnasium_termination_keeps_final_obs(cartpole):
+    """Always pushing left ends CartPole episodes by termination (pole or cart out of
+    bounds): the ending step keeps the true last observation and restarts the env."""
+    cartpole.reset(seed=0)
+    actions = np.zeros(2, np.int32)
+    for t in range(1, 100):
+        ts = cartpole.step(actions)
+        done = ts.terminated | ts.truncated
+        if done.any():
+            break
+        np.testing.assert_array_equal(ts.info["final_obs"], ts.obs)
+        np.testing.assert_array_equal(ts.info["episode_length"], t)
+    else:
+        pytest.fail("no CartPole episode ended in 100 steps")
+    assert ts.terminated[done].all() and not ts.truncated.any()
+    for i in np.flatnonzero(done):
+        final = ts.info["final_obs"][i]
+        assert abs(final[0]) > 2.4 or abs(final[2]) > 12 * 2 * math.pi / 360
+        assert (final != ts.obs[i]).any()  # obs is the next episode's first
+        assert np.abs(ts.obs[i]).max() <= 0.05  # CartPole starts in [-0.05, 0.05]
+    np.testing.assert_array_equal(ts.info["episode_length"], t)
+    np.testing.assert_array_equal(ts.info["episode_return"], float(t))
+    nxt = cartpole.step(actions)
+    np.testing.assert_array_equal(nxt.info["episode_length"][done], 1)
+    np.testing.assert_array_equal(nxt.info["episode_return"][done], 1.0)
+
+
+def test_gymnasium_truncation_is_not_termination():
+    env = make_host("gymnasium:CartPole-v1", num_envs=2, seed=1, max_episode_steps=5)
+    assert env.spec.max_episode_steps == 5
+    env.reset()
+    for t in range(1, 6):
+        ts = env.step(np.array([t % 2, (t + 1) % 2]))  # alternate: stays upright
+    assert ts.truncated.all() and not ts.terminated.any()
+    np.testing.assert_array_equal(ts.info["episode_length"], 5)
+    np.testing.assert_array_equal(ts.info["episode_return"], 5.0)
+    assert (ts.info["final_obs"] != ts.obs).any(axis=1).all()
+    ts = env.step(np.array([0, 1]))
+    np.testing.assert_array_equal(ts.info["episode_length"], 1)
+    assert not (ts.truncated | ts.terminated).any()
+    env.close()
+
+
+def test_gymnasium_box_actions_are_clipped():
+    spec_env = make_host("gymnasium:Pendulum-v1", num_envs=1, seed=2)
+    assert spec_env.spec.action_space == Box(low=(-2.0,), high=(2.0,), shape=(1,))
+    big = make_host("gymnasium:Pendulum-v1", num_envs=1, seed=2)
+    spec_env.reset(), big.reset()
+    a = spec_env.step(np.array([[2.0]], np.float32))
+    b = big.step(np.array([[50.0]], np.float32))
+    np.testing.assert_array_equal(a.obs, b.obs)
+    np.testing.assert_array_equal(a.reward, b.reward)
+    spec_env.close(), big.close()
+
+
+def test_errors(cartpole, monkeypatch):
+    with pytest.raises(ValueError, match="gymnasium:.*dmc:"):
+        make_host("CartPole-v1")
+    with pytest.raises(ValueError, match="unknown gymnasium id 'NoSuchEnv-v0'"):
+        make_host("gymnasium:NoSuchEnv-v0")
+    with pytest.raises(ValueError, match="dm_control options"):
+        make_host("gymnasium:CartPole-v1", pixels=True)
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+        make_host("gymnasium:CartPole-v1", num_envs=0)
+    cartpole.reset()
+    with pytest.raises(ValueError, match=r"actions must have shape \(2,\)"):
+        cartpole.step(np.zeros(3, np.int32))
+    fresh = make_host("gymnasium:CartPole-v1")
+    with pytest.raises(RuntimeError, match="reset"):
+        fresh.step(np.zeros(1, np.int32))
+    fresh.close()
+    find_spec = importlib.util.find_spec
+
+    def no_dm_control(name, *args):
+        return None if name == "dm_control" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_dm_control)
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[dmc\]'"):
+        make_host("dmc:cartpole-swingup")
+
+
+# --- run_host ----------------------------------------------------------------------
+
+A2C_CONFIG = a2c.Config(num_envs=2, num_steps=8, total_steps=2 * 8 * 4,
+                        hidden_sizes=(16,))
+
+
+def test_run_host_num_envs_mismatch():
+    env = make_host("gymnasium:CartPole-v1", num_envs=3)
+    match = r"num_envs \(3\) must equal config.num_envs \(2\)"
+    with pytest.raises(ValueError, match=match):
+        loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0))
+    env.close()
+
+
+def test_run_host_a2c():
+    env = make_host("gymnasium:CartPole-v1", num_envs=2, seed=0)
+    seen = []
+    state, history = loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0),
+                                    callback=lambda i, m: seen.append(i))
+    env.close()
+    assert seen == [0, 1, 2, 3]
+    np.testing.assert_array_equal(history["env_steps"], [16, 32, 48, 64])
+    for name in ("loss/actor", "loss/value", "loss/entropy", "opt/grad_norm"):
+        assert history[name].shape == (4,) and np.isfinite(history[name]).all(), name
+    assert int(state.iteration) == 4
+    # 64 random-policy CartPole steps finish a few episodes (about 20 steps each).
+    assert history["train/episodes"].sum() >= 1
+    finished = history["train/episode_return"][history["train/episodes"] > 0]
+    assert np.isfinite(finished).all() and (finished >= 8).all()
+    np.testing.assert_array_equal(
+        np.isnan(history["train/episode_return"]), history["train/episodes"] == 0)
+
+
+def test_run_host_ppo_learns_cartpole():
+    env = make_host("gymnasium:CartPole-v1", num_envs=4, seed=0)
+    # 16 iterations of 512 steps: returns go from ~30 to ~150 (seeds 0-2).
+    config = ppo.Config(num_envs=4, num_steps=128, total_steps=4 * 128 * 16, lr=1e-3)
+    _, history = loops.run_host(ppo, env, config, jax.random.key(0))
+    env.close()
+    returns = history["train/episode_return"]
+    early, late = np.nanmean(returns[:4]), np.nanmean(returns[-4:])
+    assert late > early + 50, (early, late)
+
+
+# --- dm_control --------------------------------------------------------------------
+
+
+def test_dmc_state_obs_and_truncation():
+    pytest.importorskip("dm_control")
+    env = make_host("dmc:cartpole-swingup", num_envs=2, seed=0, action_repeat=8)
+    spec = env.spec
+    assert spec.obs_shape == (5,) and spec.obs_dtype == "float32"
+    assert spec.action_space == Box(low=(-1.0,), high=(1.0,), shape=(1,))
+    assert spec.max_episode_steps == 1000 // 8
+    ts = env.reset()
+    assert ts.obs.shape == (2, 5) and ts.obs.dtype == np.float32
+    # The observation dict flattened in sorted key order, env i seeded with seed + i.
+    from dm_control import suite
+
+    first = suite.load("cartpole", "swingup", task_kwargs={"random": 1}).reset()
+    expected = np.concatenate([first.observation[k] for k in ("position", "velocity")])
+    np.testing.assert_allclose(ts.obs[1], expected, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    for t in range(1, 126):
+        ts = env.step(rng.uniform(-1.5, 1.5, (2, 1)))
+        assert not ts.terminated.any()
+        assert ts.truncated.all() == (t == 125), t
+    np.testing.assert_array_equal(ts.info["episode_length"], 125)
+    assert (ts.info["final_obs"] != ts.obs).any(axis=1).all()
+    assert np.isfinite(ts.info["episode_return"]).all()
+    ts = env.step(np.zeros((2, 1)))
+    np.testing.assert_array_equal(ts.info["episode_length"], 1)
+    env.close()
+
+
+def test_dmc_action_repeat_sums_rewards():
+    pytest.importorskip("dm_control")
+    once = make_host("dmc:cartpole-swingup", num_envs=1, seed=4)
+    twice = make_host("dmc:cartpole-swingup", num_envs=1, seed=4, action_repeat=2)
+    np.testing.assert_array_equal(once.reset().obs, twice.reset().obs)
+    for action in (0.7, -0.3, 1.0):
+        a = np.array([[action]])
+        first, second = once.step(a), once.step(a)
+        ts = twice.step(a)
+        np.testing.assert_allclose(ts.reward, first.reward + second.reward, rtol=1e-6)
+        np.testing.assert_array_equal(ts.obs, second.obs)
+    once.close(), twice.close()
+
+
+def test_dmc_state_frame_stack():
+    pytest.importorskip("dm_control")
+    env = make_host("dmc:cartpole-swingup", num_envs=1, frame_stack=2)
+    assert env.spec.obs_shape == (10,)
+    ts = env.reset()
+    np.testing.assert_array_equal(ts.obs[:, :5], ts.obs[:, 5:])
+    nxt = env.step(np.ones((1, 1)))
+    np.testing.assert_array_equal(nxt.obs[:, :5], ts.obs[:, 5:])
+    env.close()
+
+
+def test_dmc_pixels():
+    pytest.importorskip("dm_control")
+    try:
+        env = make_host("dmc:cartpole-swingup", num_envs=1, pixels=True, frame_stack=3)
+    except RuntimeError as e:
+        pytest.skip(f"no OpenGL renderer here: {e}")
+    assert env.spec.obs_shape == (84, 84, 9) and env.spec.obs_dtype == "uint8"
+    ts = env.reset()
+    assert ts.obs.shape == (1, 84, 84, 9) and ts.obs.dtype == np.uint8
+    assert ts.obs.max() > 0
+    # At a reset the first frame fills the stack; a step shifts in one new frame.
+    np.testing.assert_array_equal(ts.obs[..., :3], ts.obs[..., 6:])
+    nxt = env.step(np.ones((1, 1)))
+    np.testing.assert_array_equal(nxt.obs[..., :6], ts.obs[..., 3:])
+    assert (nxt.obs[..., 6:] != ts.obs[..., 6:]).any()
+    env.close()
+
+
+def test_dmc_unknown_domain_and_task():
+    pytest.importorskip("dm_control")
+    with pytest.raises(ValueError, match="unknown dm_control domain 'nosuch'.*walker"):
+        make_host("dmc:nosuch-run")
+    with pytest.raises(ValueError, match="unknown dm_control task 'fly'.*swingup"):
+        make_host("dmc:cartpole-fly")
+    with pytest.raises(ValueError, match="unknown dm_control options"):
+        make_host("dmc:cartpole-swingup", max_episode_steps=5)
+
+
+def test_dmc_missing_renderer_is_a_clear_error(monkeypatch):
+    pytest.importorskip("dm_control")
+    make_host("dmc:cartpole-swingup").close()  # dm_control imported, renderer chosen
+    # What dm_control's import leaves when MUJOCO_GL=disable or no backend loads.
+    monkeypatch.setattr(sys.modules["dm_control._render"], "BACKEND", "off")
+    match = r"need an OpenGL renderer.*MUJOCO_GL=egl.*libosmesa6"
+    with pytest.raises(RuntimeError, match=match):
+        make_host("dmc:cartpole-swingup", pixels=True)
