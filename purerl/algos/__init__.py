@@ -1,5 +1,5 @@
 """Algorithm modules: each has Config, make(config, env_spec) -> Agent."""
 
-from purerl.algos import a2c, actor_critic, offpac, ppo, reinforce
+from purerl.algos import a2c, actor_critic, offpac, ppo, reinforce, sac
 
-__all__ = ["reinforce", "actor_critic", "a2c", "offpac", "ppo"]
+__all__ = ["reinforce", "actor_critic", "a2c", "offpac", "ppo", "sac"]
