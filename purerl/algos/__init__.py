@@ -1,5 +1,7 @@
 """Algorithm modules: each has Config, make(config, env_spec) -> Agent."""
 
-from purerl.algos import a2c, actor_critic, offpac, ppo, reinforce, sac
+from purerl.algos import a2c, acktr, actor_critic, npg, offpac, ppo, reinforce, sac, trpo
 
-__all__ = ["reinforce", "actor_critic", "a2c", "offpac", "ppo", "sac"]
+__all__ = [
+    "reinforce", "actor_critic", "a2c", "offpac", "npg", "trpo", "ppo", "acktr", "sac",
+]

@@ -128,3 +128,48 @@ def group_rates(params: dict, rates: dict):
         group: jax.tree.map(lambda p, r=rates[group]: jnp.full_like(p, r), sub)
         for group, sub in params.items()
     }
+
+
+def fit_value(critic, opt: FlatOptimizer, params, opt_state, obs, targets, lr, key,
+              num_epochs: int, minibatch_size: int):
+    """Regress V(obs) on fixed ``targets`` by minibatch passes of ``opt``.
+
+    ``num_epochs`` passes over the batch, each in a fresh random order cut into
+    minibatches of ``minibatch_size`` samples, the last partial minibatch dropped: how
+    baselines ``trpo_mpi`` (``vf_iters`` epochs of Adam, minibatch 64, on TD(λ)
+    returns) and mjrl ``MLPBaseline.fit`` (``epochs`` of Adam, minibatch 64) fit the
+    value function of TRPO and NPG, apart from the policy step.
+
+    Args:
+      critic: flax module, ``obs [N, *obs_shape] -> V [N]``.
+      opt: a ``FlatOptimizer`` (e.g. ``flat_optimizer(optax.scale_by_adam())``).
+      params: the critic's parameters; opt_state: ``opt``'s state for them.
+      obs: ``[N, *obs_shape]``; targets: ``[N]``, held constant.
+      lr: learning rate, a scalar (may be traced).
+      key: PRNG key for the shuffles.
+      num_epochs: passes over the batch (static).
+      minibatch_size: samples per step (static, ``<= N``).
+
+    Returns:
+      ``(params, opt_state, loss)``, ``loss`` the mean over all steps of the
+      minibatch loss ½ E[(V − target)²] before each step.
+    """
+    n = targets.shape[0]
+    num_minibatches = n // minibatch_size
+
+    def step(carry, idx):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(
+            lambda p: value_loss(critic.apply(p, obs[idx]), targets[idx]))(params)
+        params, opt_state, _ = opt.step(params, grads, opt_state, lr)
+        return (params, opt_state), loss
+
+    def epoch(carry, key):
+        # argsort of uniform noise: one sort, cheaper than random.permutation on CPU.
+        order = jnp.argsort(jax.random.uniform(key, (n,)))
+        batches = order[: num_minibatches * minibatch_size].reshape(num_minibatches, -1)
+        return jax.lax.scan(step, carry, batches)
+
+    keys = jax.random.split(key, num_epochs)
+    (params, opt_state), losses = jax.lax.scan(epoch, (params, opt_state), keys)
+    return params, opt_state, losses.mean()
