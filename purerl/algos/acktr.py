@@ -99,9 +99,11 @@ class Config:
     cold_iter: int = 10
     """Updates of clipped momentum SGD (factors averaged) before K-FAC starts."""
     stats_update_period: int = 1
-    """Update the factors' running averages every this many updates (T_stats)."""
+    """Update the factors' running averages every this many updates (T_stats); > 1
+    skips the Fisher pass on the other updates (benchmarks/update_cost.md)."""
     inverse_update_period: int = 1
-    """Eigendecompose the factors every this many updates (baselines' kfac_update)."""
+    """Eigendecompose the factors every this many updates (baselines' kfac_update,
+    there off the critical path); > 1 amortises the eigendecompositions."""
     max_grad_norm: float = 0.5
     """Gradient-norm clip of the cold-start SGD steps."""
     vf_coef: float = 0.5
