@@ -55,6 +55,11 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
         ("a2c", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "8"]),
         ("offpac", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "8",
                     "--replay-size", "16", "--batch-segments", "4"]),
+        ("acktr", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "8"]),
+        ("npg", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "64"]),
+        ("trpo", ["--total-steps", "512", "--num-envs", "4", "--num-steps", "64"]),
+        ("sac", ["--total-steps", "64", "--num-envs", "2", "--num-steps", "4",
+                 "--batch-size", "8", "--learning-starts", "16", "--env", "Pendulum-v1"]),
     ],
 )
 def test_policy_gradient_scripts_run(tmp_path, script, args):
