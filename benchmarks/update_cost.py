@@ -44,33 +44,6 @@ sys.path.insert(0, HERE)
 from run_throughput import machine  # noqa: E402
 
 
-def random_batch(spec, key, T, B):
-    """A rollout-shaped batch with the fields the on-policy updates read."""
-    import jax
-    import jax.numpy as jnp
-
-    from purerl.types import Transition
-
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    if hasattr(spec.action_space, "n"):
-        action = jax.random.randint(k1, (T, B), 0, spec.action_space.n)
-    else:
-        action = jax.random.normal(k1, (T, B, *spec.action_space.shape))
-    done = jax.random.bernoulli(k2, 0.05, (T, B))
-    obs = jax.random.normal(k3, (T, B, *spec.obs_shape))
-    return Transition(
-        obs=obs,
-        action=action,
-        reward=jax.random.normal(k4, (T, B)),
-        discount=0.99 * (1.0 - done),
-        terminated=done,
-        truncated=jnp.zeros((T, B), bool),
-        extras={"log_prob": -0.7 * jnp.ones((T, B)), "value": jnp.zeros((T, B))},
-        bootstrap_value=jnp.zeros(B),
-        next_obs=jnp.roll(obs, -1, axis=0),
-    )
-
-
 class Row:
     """One measured configuration: a jitted update, its state, batch and keys."""
 
@@ -78,13 +51,14 @@ class Row:
         import jax
 
         import purerl
+        from purerl.testing import random_batch
 
         env = purerl.envs.make(env_id)
         agent = algo.make(cfg, env.spec)
         self.update = jax.jit(agent.update)
         self.state = agent.init(jax.random.key(0))
         self.batch = jax.block_until_ready(
-            random_batch(env.spec, jax.random.key(1), T, B)
+            random_batch(env.spec, jax.random.key(1), T, B, p_done=0.05)
         )
         self.keys = iter(jax.random.split(jax.random.key(2), 1_000_000))
         self.cfg, self.period, self.times = cfg, period, []

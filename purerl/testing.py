@@ -25,9 +25,11 @@ def leaves_equal(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(as_numpy(a), as_numpy(b)))
 
 
-def random_batch(spec: EnvSpec, key, T: int = 8, B: int = 4, p_done: float = 0.1) -> Transition:
-    """A random time-major ``[T, B]`` batch with log-probs, values, a mask and next obs."""
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+def random_batch(spec: EnvSpec, key, T: int = 8, B: int = 4, p_done: float = 0.1,
+                 value_std: float = 0.0) -> Transition:
+    """A random time-major ``[T, B]`` batch with log-probs, values (zero, or Gaussian
+    with ``value_std``), a mask and next observations."""
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
     if hasattr(spec.action_space, "n"):
         action = jax.random.randint(k1, (T, B), 0, spec.action_space.n)
     else:
@@ -37,7 +39,8 @@ def random_batch(spec: EnvSpec, key, T: int = 8, B: int = 4, p_done: float = 0.1
     return Transition(
         obs=obs, action=action, reward=jax.random.normal(k4, (T, B)),
         discount=0.99 * (1.0 - done), terminated=done, truncated=jnp.zeros((T, B), bool),
-        extras={"log_prob": -jnp.ones((T, B)) * 0.7, "value": jnp.zeros((T, B)),
+        extras={"log_prob": -jnp.ones((T, B)) * 0.7,
+                "value": value_std * jax.random.normal(k5, (T, B)),
                 "mask": jnp.ones((T, B))},
         bootstrap_value=jnp.zeros(B), next_obs=jnp.roll(obs, -1, axis=0),
     )

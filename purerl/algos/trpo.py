@@ -25,7 +25,6 @@ Defaults are baselines' ``trpo_mpi/defaults.py::mujoco``: 1024 steps a batch, ma
 normalisation, no entropy bonus.
 """
 
-import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 

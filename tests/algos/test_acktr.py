@@ -11,7 +11,7 @@ import purerl
 from purerl.algos import acktr, common
 from purerl.algos.a2c import advantages_and_targets
 from purerl.networks import ValueNet
-from purerl.types import Transition
+from purerl.testing import as_numpy, leaves_equal, random_batch
 
 # Small enough to compile fast; cold start, stats and eigendecomposition periods all > 1
 # so that every branch of the update runs (and the vmap rule of `when` is exercised).
@@ -26,44 +26,6 @@ SMALL = dict(
     inverse_update_period=3,
 )
 STEP = {**SMALL, "cold_iter": 1}  # for tests of single updates
-
-
-def as_numpy(tree):
-    return [
-        np.asarray(
-            jax.random.key_data(x)
-            if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-            else x
-        )
-        for x in jax.tree.leaves(tree)
-    ]
-
-
-def leaves_equal(a, b):
-    return all(
-        np.array_equal(x, y) for x, y in zip(as_numpy(a), as_numpy(b), strict=True)
-    )
-
-
-def random_batch(spec, key, T=8, B=4):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    if hasattr(spec.action_space, "n"):
-        action = jax.random.randint(k1, (T, B), 0, spec.action_space.n)
-    else:
-        action = jax.random.normal(k1, (T, B, *spec.action_space.shape))
-    done = jax.random.bernoulli(k2, 0.1, (T, B))
-    obs = jax.random.normal(k3, (T, B, *spec.obs_shape))
-    return Transition(
-        obs=obs,
-        action=action,
-        reward=jax.random.normal(k4, (T, B)),
-        discount=0.99 * (1.0 - done),
-        terminated=done,
-        truncated=jnp.zeros((T, B), bool),
-        extras={"value": jnp.zeros((T, B))},
-        bootstrap_value=jnp.zeros(B),
-        next_obs=jnp.roll(obs, -1, axis=0),
-    )
 
 
 def networks(cfg, spec):

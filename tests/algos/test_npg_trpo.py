@@ -4,14 +4,14 @@ and learning a contextual bandit."""
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
 import purerl
 from purerl.algos import npg, trpo
-from purerl.types import Transition
+from purerl.testing import as_numpy, leaves_equal
+from purerl.testing import random_batch as _random_batch
 
 ALGOS = {"npg": npg, "trpo": trpo}
 # Tiny configs, each compiled once and shared through the helper below. cg_damping 0.1
@@ -25,18 +25,6 @@ BANDIT = dict(total_steps=2048, num_envs=16, num_steps=8, num_evals=16, num_eval
               vf_minibatch_size=32, hidden_sizes=(16,), cg_damping=0.1,
               normalize_obs=False)
 _COMPILED = {}
-
-
-def as_numpy(tree):
-    def plain(x):
-        is_key = jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-        return np.asarray(jax.random.key_data(x) if is_key else x)
-
-    return [plain(x) for x in jax.tree.leaves(tree)]
-
-
-def leaves_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(as_numpy(a), as_numpy(b)))
 
 
 def compiled(name, env_id, overrides, vmapped):
@@ -56,20 +44,7 @@ def bandit(name, vmapped):
 
 
 def random_batch(spec, key, T=16, B=4):
-    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    if hasattr(spec.action_space, "n"):
-        action = jax.random.randint(k1, (T, B), 0, spec.action_space.n)
-    else:
-        action = jax.random.normal(k1, (T, B, *spec.action_space.shape))
-    done = jax.random.bernoulli(k2, 0.1, (T, B))
-    obs = jax.random.normal(k3, (T, B, *spec.obs_shape))
-    return Transition(
-        obs=obs, action=action, reward=jax.random.normal(k4, (T, B)),
-        discount=0.99 * (1.0 - done), terminated=done,
-        truncated=jnp.zeros((T, B), bool),
-        extras={"value": 0.1 * jax.random.normal(k5, (T, B))},
-        bootstrap_value=jnp.zeros(B), next_obs=jnp.roll(obs, -1, axis=0),
-    )
+    return _random_batch(spec, key, T, B, value_std=0.1)
 
 
 @pytest.mark.parametrize(
