@@ -21,6 +21,12 @@ PRESETS = {
     # SB3 zoo's Pendulum setting: lr 1e-3, 20k steps (ALGORITHMS.md §9: −157 ± 89).
     "Pendulum-v1": dict(total_steps=20_000, lr=1e-3),
     "MountainCarContinuous-v0": dict(total_steps=50_000),
+    # dm_control from states on the host, PlaNet/DrQ's action repeat 8 for cartpole:
+    # 25k agent steps = 200k env steps. DrQ's SAC settings: lr 1e-3, init α 0.1,
+    # critic τ 0.01, 1000 random steps first; 5 eval episodes per seed.
+    "dmc:cartpole-swingup": dict(total_steps=25_000, action_repeat=8, lr=1e-3,
+                                 init_alpha=0.1, tau=0.01, learning_starts=1000,
+                                 num_eval_envs=5),
 }
 
 if __name__ == "__main__":

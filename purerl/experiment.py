@@ -17,7 +17,11 @@ import time
 
 from purerl.config import field_docs
 
-LOOP_FLAGS = ("env", "num_seeds", "total_steps", "out", "seed", "resume", "progress")
+LOOP_FLAGS = ("env", "num_seeds", "total_steps", "out", "seed", "resume", "progress",
+              "pixels", "action_repeat", "frame_stack")
+HOST_PREFIXES = ("gymnasium:", "dmc:")
+# Options of make_host that a preset may set (dm_control: DrQ's conventions).
+ENV_OPTIONS = ("action_repeat", "frame_stack")
 
 
 class UsageError(Exception):
@@ -75,6 +79,15 @@ def build_parser(algo, default_env: str) -> argparse.ArgumentParser:
                         help="continue from the checkpoint in --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    host = parser.add_argument_group(
+        "host environments (--env gymnasium:<id> or dmc:<domain>-<task>)")
+    host.add_argument("--pixels", action="store_true",
+                      help="dm_control: observe 84x84 RGB renders (uint8)")
+    host.add_argument("--action-repeat", type=int, default=None,
+                      help="dm_control: repeat each action (default: the preset's, or 1)")
+    host.add_argument("--frame-stack", type=int, default=None,
+                      help="dm_control: stack the last frames (default: the preset's, "
+                           "or 3 with --pixels, 1 without)")
     docs = field_docs(algo.Config)
     defaults = algo.Config()
     for field in dataclasses.fields(algo.Config):
@@ -93,9 +106,32 @@ def build_parser(algo, default_env: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _preset(args, presets: dict) -> dict:
+    """The env's preset; a nested ``"pixels"`` dict overrides it under ``--pixels``."""
+    preset = dict(presets.get(args.env, {}))
+    pixel_preset = preset.pop("pixels", {})
+    if getattr(args, "pixels", False):
+        preset.update(pixel_preset)
+    return preset
+
+
+def env_options(args, presets: dict) -> dict:
+    """``make_host`` options: preset <- command line (dm_control defaults: DrQ's)."""
+    preset = _preset(args, presets)
+    options = {"pixels": bool(getattr(args, "pixels", False))}
+    for name in ENV_OPTIONS:
+        given = getattr(args, name, None)
+        options[name] = given if given is not None else preset.get(name)
+    if options["frame_stack"] is None:
+        options["frame_stack"] = 3 if options["pixels"] else 1
+    if options["action_repeat"] is None:
+        options["action_repeat"] = 1
+    return options
+
+
 def resolve_config(algo, args, presets: dict):
     """Config = algorithm defaults <- env preset <- command-line flags."""
-    values = dict(presets.get(args.env, {}))
+    values = {k: v for k, v in _preset(args, presets).items() if k not in ENV_OPTIONS}
     for field in dataclasses.fields(algo.Config):
         given = getattr(args, field.name, None)
         if given is not None:
@@ -114,12 +150,22 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
             raise UsageError(f"--num-seeds must be >= 1, got {args.num_seeds}")
         import purerl
 
+        host = args.env.startswith(HOST_PREFIXES)
+        if not host and (args.pixels or args.action_repeat or args.frame_stack):
+            raise UsageError(
+                "--pixels, --action-repeat and --frame-stack are host-env options "
+                "(--env dmc:<domain>-<task>)")
         try:
             config = resolve_config(algo, args, presets)
-            env = purerl.envs.make(args.env)
-            purerl.loops.check_compatible(algo, env, config)
+            if host:
+                loop = _host_loop(algo, config, args, env_options(args, presets))
+            else:
+                env = purerl.envs.make(args.env)
+                purerl.loops.check_compatible(algo, env, config)
         except (ValueError, TypeError) as e:
             raise UsageError(str(e)) from None
+        if host:
+            return _run_host(loop, args)
         return _run(algo, env, config, args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -151,10 +197,7 @@ def _run(algo, env, config, args) -> int:
     from purerl import logging as plog
 
     name = algo.__name__.rsplit(".", 1)[-1]
-    out = args.out or os.path.join(
-        "runs", f"{args.env}__{name}__{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    os.makedirs(out, exist_ok=True)
+    out = _run_dir(args, name)
     ckpt_dir = os.path.join(out, "checkpoint")
     metrics_path = os.path.join(out, "metrics.jsonl")
 
@@ -210,24 +253,38 @@ def _run(algo, env, config, args) -> int:
 
     eval_steps = [_first(h["env_steps"]) for h in history]
     eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1)) for h in history]
-    final = eval_returns[-1]
     # This invocation's env steps, all seeds (episodic rollouts vary per seed).
     ran_steps = int(np.asarray(runner.env_steps).astype(np.int64).sum() - steps_before)
+    _write_results(out, name, args, config, trainer.schedule.total_steps, eval_steps,
+                   eval_returns, wall, trainer.compile_seconds,
+                   ran_steps / compute_seconds if compute_seconds else None)
+    return 0
+
+
+def _write_results(out, name, args, config, total_steps, eval_steps, eval_returns, wall,
+                   compile_seconds, steps_per_second, extra=None) -> None:
+    """``results.json`` + ``curve.png`` and the closing summary (DESIGN.md format)."""
+    import numpy as np
+
+    from purerl import logging as plog
+
+    final = eval_returns[-1]
     results = {
         "algo": name,
         "env": args.env,
         "num_seeds": args.num_seeds,
-        "total_steps": trainer.schedule.total_steps,
+        "total_steps": total_steps,
         "eval_steps": eval_steps,
         "eval_returns": eval_returns,
         "final_returns": final,
         "final_return_mean": float(np.mean(final)),
         "wall_seconds": wall,
-        "compile_seconds": trainer.compile_seconds,
-        "env_steps_per_second": ran_steps / compute_seconds if compute_seconds else None,
+        "compile_seconds": compile_seconds,
+        "env_steps_per_second": steps_per_second,
         "config": dataclasses.asdict(config),
         "versions": plog.versions(),
         "resumed": bool(args.resume),
+        **(extra or {}),
     }
     plog.write_json_atomic(os.path.join(out, "results.json"), results)
     plog.plot_curve(os.path.join(out, "curve.png"), eval_steps, eval_returns,
@@ -235,6 +292,124 @@ def _run(algo, env, config, args) -> int:
     print(plog.summary_table(eval_steps, eval_returns))
     print(f"final eval return: mean {np.mean(final):.1f}, min {np.min(final):.1f}, "
           f"max {np.max(final):.1f} over {args.num_seeds} seeds | "
-          f"{results['env_steps_per_second'] or 0:,.0f} env-steps/s | wall {wall:.1f}s "
-          f"+ compile {trainer.compile_seconds:.1f}s")
+          f"{steps_per_second or 0:,.0f} env-steps/s | wall {wall:.1f}s "
+          f"+ compile {compile_seconds:.1f}s")
+
+
+def _run_dir(args, name: str) -> str:
+    out = args.out or os.path.join(
+        "runs", f"{args.env.replace(':', '_')}__{name}__{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def _host_loop(algo, config, args, options):
+    """Host envs (``num_seeds * num_envs`` for training, ``num_seeds * num_eval_envs``
+    for evaluation, seeded apart) and the ``HostLoop`` that drives them."""
+    import purerl
+
+    seeds = args.num_seeds
+    train = purerl.envs.make_host(args.env, seeds * config.num_envs,
+                                  seed=args.seed * 100_003, **_dmc_only(args, options))
+    evaluation = purerl.envs.make_host(args.env, seeds * config.num_eval_envs,
+                                       seed=args.seed * 100_003 + 50_000,
+                                       **_dmc_only(args, options))
+    loop = purerl.loops.HostLoop(algo, train, config, num_seeds=seeds, eval_env=evaluation)
+    loop.options = options
+    return loop
+
+
+def _dmc_only(args, options) -> dict:
+    if args.env.startswith("dmc:"):
+        return options
+    if options["pixels"] or options["action_repeat"] != 1 or options["frame_stack"] != 1:
+        raise ValueError("--pixels, --action-repeat and --frame-stack are dm_control "
+                         "options (--env dmc:<domain>-<task>)")
+    return {}
+
+
+def _run_host(loop, args) -> int:
+    """The experiment loop on host envs: the same outputs as ``_run``.
+
+    Resuming restores the agents (replay included), keys and counters exactly; the
+    host envs cannot be checkpointed, so their episodes restart at the resume.
+    """
+    import jax
+    import numpy as np
+
+    from purerl import checkpoint
+    from purerl import logging as plog
+
+    algo, config = loop.algo, loop.config
+    name = algo.__name__.rsplit(".", 1)[-1]
+    out = _run_dir(args, name)
+    ckpt_dir = os.path.join(out, "checkpoint")
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    sched = loop.schedule
+    runner = loop.init(jax.random.key(args.seed))
+    history = []
+    if args.resume:
+        if checkpoint.latest(ckpt_dir) is None:
+            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
+        runner, pointer = checkpoint.restore(ckpt_dir, runner)
+        done = int(pointer["step"])
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as f:
+                history = [json.loads(line) for line in f][:done]
+        with open(metrics_path, "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+        loop.reset(seed=args.seed * 100_003 + 1_000 * (done + 1))
+    elif os.path.exists(metrics_path):
+        os.remove(metrics_path)
+
+    print(f"{name} on {args.env} {loop.options} (host envs): {args.num_seeds} seeds x "
+          f"{sched.total_steps} env steps, {sched.num_evals} evaluations -> {out}")
+    compute_seconds = 0.0
+    compile_seconds = 0.0
+    steps_before = int(runner.env_steps)
+    start = time.perf_counter()
+    for block in range(len(history), sched.num_evals):
+        t0 = time.perf_counter()
+        if int(runner.iteration) == 0:
+            # The first iteration compiles act and update: timed apart.
+            runner, first = loop.run(runner, 1)
+            compile_seconds = time.perf_counter() - t0
+            runner, rest = loop.run(runner, sched.iterations_per_eval - 1)
+            metrics = {k: np.concatenate([first[k], rest[k]]) if k in rest else first[k]
+                       for k in first}
+        else:
+            runner, metrics = loop.run(runner, sched.iterations_per_eval)
+        train_seconds = time.perf_counter() - t0
+        returns = loop.evaluate(runner)
+        compute_seconds += train_seconds
+        row = {"block": block + 1}
+        with np.errstate(all="ignore"):
+            for key, values in metrics.items():
+                values = np.asarray(values, dtype=float)
+                row[key] = (values[-1] if key == "env_steps"
+                            else np.nanmean(values, axis=0))
+        row["eval/return"] = returns
+        row["env_steps_per_second"] = sched.steps_per_eval * args.num_seeds / train_seconds
+        plog.write_jsonl(metrics_path, [row])
+        history.append(plog.to_python(row))
+        if args.progress:
+            print(f"\r[{block + 1:>3}/{sched.num_evals}] step "
+                  f"{_first(history[-1]['env_steps']):>9} eval return "
+                  f"{np.mean(returns):8.1f} ± {np.std(returns):6.1f}", end="", flush=True,
+                  file=sys.stderr)
+        if (block + 1) % 5 == 0 or block + 1 == sched.num_evals:
+            checkpoint.save(ckpt_dir, runner, step=block + 1)
+    if args.progress:
+        print(file=sys.stderr)
+    wall = time.perf_counter() - start - compile_seconds
+    ran = (int(runner.env_steps) - steps_before) * args.num_seeds
+    eval_steps = [_first(h["env_steps"]) for h in history]
+    eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1))
+                    for h in history]
+    _write_results(out, name, args, config, sched.total_steps, eval_steps, eval_returns,
+                   wall, compile_seconds, ran / compute_seconds if compute_seconds else None,
+                   extra={"env_options": loop.options, "host": True})
+    loop.host_env.close()
+    loop.eval_env.close()
     return 0

@@ -74,15 +74,53 @@ def _envs(env, config):
     return train_env, eval_env
 
 
-def check_compatible(algo, env, config) -> None:
-    """Clear errors for an env/algorithm mismatch, before anything is traced."""
-    space = env.spec.action_space
+def check_action_space(algo, spec) -> None:
+    """A clear error when the algorithm cannot act in ``spec``'s action space."""
+    space = spec.action_space
     allowed = getattr(algo, "ACTION_SPACES", None)
     if allowed is not None and type(space).__name__ not in allowed:
         raise ValueError(
             f"{algo.__name__} supports action spaces {list(allowed)}, but "
-            f"{env.spec.name or 'the env'} has {type(space).__name__}"
+            f"{spec.name or 'the env'} has {type(space).__name__}"
         )
+
+
+def rollout_batch(agent, agent_state, traj, config) -> Transition:
+    """The ``Transition`` an on-policy ``update`` gets from a recorded rollout.
+
+    ``traj`` holds time-major ``obs``, ``action``, ``reward``, ``terminated``,
+    ``truncated``, ``final_obs`` and ``extras``. Rewards are scaled, then steps cut by a
+    time limit get ``gamma * V(final_obs)`` added; V(obs) goes into
+    ``extras["value"]``, both in one batched call each after the rollout rather than
+    one small call per step. Shared by the in-jit driver and ``run_host``.
+    """
+    gamma = config.gamma
+    done = traj["terminated"] | traj["truncated"]
+    reward = traj["reward"] * getattr(config, "reward_scale", 1.0)
+    extras = traj["extras"]
+    if agent.value is not None:
+        extras = {**extras, "value": agent.value(agent_state, traj["obs"])}
+        next_value = agent.value(agent_state, traj["final_obs"])
+        reward = reward + gamma * traj["truncated"] * next_value
+        bootstrap = next_value[-1]
+    else:
+        bootstrap = jnp.zeros(reward.shape[1:], jnp.float32)
+    return Transition(
+        obs=traj["obs"],
+        action=traj["action"],
+        reward=reward,
+        discount=gamma * (1.0 - done.astype(jnp.float32)),
+        terminated=traj["terminated"],
+        truncated=traj["truncated"],
+        extras=extras,
+        bootstrap_value=bootstrap,
+        next_obs=traj["final_obs"],
+    )
+
+
+def check_compatible(algo, env, config) -> None:
+    """Clear errors for an env/algorithm mismatch, before anything is traced."""
+    check_action_space(algo, env.spec)
     if env.spec.max_episode_steps is None:
         raise ValueError(
             "evaluation needs env.spec.max_episode_steps (an episode length bound)"
@@ -106,7 +144,6 @@ def make_block(algo, env, config):
     train_env, eval_env = _envs(env, config)
     horizon = env.spec.max_episode_steps if episodic else config.num_steps
     sched = schedule(config, env.spec.max_episode_steps if episodic else None)
-    gamma = config.gamma
 
     def init(key):
         key, k_agent, k_env = jax.random.split(key, 3)
@@ -142,40 +179,18 @@ def make_block(algo, env, config):
         keys = jax.random.split(k_rollout, (horizon, 2))
         carry = (runner.agent, env_state, obs)
         (_, env_state, obs), traj = jax.lax.scan(env_step, carry, (keys[:, 0], keys[:, 1]))
-        done = traj["terminated"] | traj["truncated"]
-        # Rewards in the agent's units: scaled, then time-limit bootstrapped.
-        reward = traj["reward"] * getattr(config, "reward_scale", 1.0)
-        extras = traj["extras"]
-        if agent.value is not None:
-            # Values in two batched calls after the rollout, not one small call per
-            # step: V(obs) for the update, V(true next obs) for time-limit bootstrapping.
-            extras = {**extras, "value": agent.value(runner.agent, traj["obs"])}
-            next_value = agent.value(runner.agent, traj["final_obs"])
-            reward = reward + gamma * traj["truncated"] * next_value
-            bootstrap = next_value[-1]
-        else:
-            bootstrap = jnp.zeros(reward.shape[1:], jnp.float32)
+        batch = rollout_batch(agent, runner.agent, traj, config)
+        done = batch.terminated | batch.truncated
         if episodic:
             # A step is live until its env's first episode has ended.
-            ended_before = jnp.cumsum(done, axis=0) - done > 0
-            live = ~ended_before
-            extras = {**extras, "mask": live.astype(jnp.float32)}
+            live = ~(jnp.cumsum(done, axis=0) - done > 0)
+            mask = live.astype(jnp.float32)
+            batch = batch._replace(extras={**batch.extras, "mask": mask})
             steps = live.sum(dtype=jnp.int32)
             counted = done & live
         else:
             steps = jnp.int32(sched.steps_per_iteration)
             counted = done
-        batch = Transition(
-            obs=traj["obs"],
-            action=traj["action"],
-            reward=reward,
-            discount=gamma * (1.0 - done.astype(jnp.float32)),
-            terminated=traj["terminated"],
-            truncated=traj["truncated"],
-            extras=extras,
-            bootstrap_value=bootstrap,
-            next_obs=traj["final_obs"],
-        )
         agent_state, metrics = agent.update(runner.agent, batch, k_update)
         metrics["train/episodes"] = counted.sum()
         metrics["train/return_sum"] = jnp.where(counted, traj["episode_return"], 0.0).sum()
@@ -280,16 +295,205 @@ def make_train(algo, env, config):
     return train
 
 
-def run_host(algo, host_env, config, key, *, num_iterations=None, callback=None):
-    """The on-policy driver for host environments (``purerl.envs.make_host``).
+class HostRunner(NamedTuple):
+    """What a host-env run carries between chunks (the envs' own state lives in the
+    ``HostEnv`` objects); one pytree, checkpointable."""
 
-    The same iteration as ``make_block``'s fixed rollouts, with the env stepped in
-    Python: ``config.num_steps`` steps of the ``config.num_envs`` host envs with the
-    jitted ``agent.act``, then one jitted function that builds the ``Transition``
-    (rewards scaled by ``config.reward_scale`` and bootstrapped with
-    ``gamma * V(final_obs)`` on truncated steps, V(obs) in ``extras["value"]``,
-    ``discount = gamma * (1 - done)``) and calls ``agent.update``. There is no
-    evaluation and no observation normalisation.
+    agent: Any  # the algorithm's state, with a leading seed axis
+    key: jax.Array  # [num_seeds] PRNG keys of the next iteration
+    env_steps: jax.Array  # int32 env steps done per seed
+    iteration: jax.Array  # int32 iterations done
+
+
+class HostLoop:
+    """The fixed-rollout driver for host environments (``purerl.envs.make_host``).
+
+    The same iteration as ``make_block``'s, with the envs stepped in Python:
+    ``config.num_steps`` steps of the host envs with a jitted ``agent.act``, then one
+    jitted ``rollout_batch`` + ``agent.update`` (rewards scaled, time-limit steps
+    bootstrapped with ``gamma * V(final_obs)`` when the agent has a value function;
+    off-policy agents such as SAC take the transitions into their replay and
+    bootstrap from ``batch.next_obs`` themselves). ``num_seeds`` independent agents
+    are vmapped: seed ``i`` drives host envs ``i * config.num_envs`` to ``(i + 1) *
+    config.num_envs - 1``. The agent state is donated to the update, so a replay
+    buffer inside it is updated in place rather than copied every step.
+
+    Example:
+      >>> host = make_host("dmc:cartpole-swingup", num_envs=3)
+      >>> loop = HostLoop(sac, host, sac.Config(), num_seeds=3,
+      ...                 eval_env=make_host("dmc:cartpole-swingup", num_envs=3 * 8))
+      >>> runner = loop.init(jax.random.key(0))
+      >>> runner, history = loop.run(runner, 1000)
+      >>> returns = loop.evaluate(runner)          # [3], one mean per seed
+    """
+
+    def __init__(self, algo, host_env, config, num_seeds: int | None = None,
+                 eval_env=None):
+        seeds = 1 if num_seeds is None else num_seeds
+        if seeds < 1:
+            raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+        if host_env.num_envs != seeds * config.num_envs:
+            raise ValueError(
+                f"host_env.num_envs ({host_env.num_envs}) must equal config.num_envs "
+                f"({config.num_envs})" + (f" x num_seeds ({seeds})" if num_seeds else "")
+            )
+        if getattr(algo, "EPISODIC", False):
+            raise ValueError(
+                f"{algo.__name__} needs episodic rollouts; host loops run fixed ones"
+            )
+        if getattr(config, "normalize_obs", False):
+            raise ValueError(
+                "host loops do not normalise observations: set normalize_obs=False"
+            )
+        check_action_space(algo, host_env.spec)
+        if eval_env is not None:
+            if eval_env.spec.obs_shape != host_env.spec.obs_shape:
+                raise ValueError("eval_env must observe what host_env observes")
+            if eval_env.num_envs != seeds * config.num_eval_envs:
+                raise ValueError(
+                    f"eval_env.num_envs ({eval_env.num_envs}) must equal "
+                    f"config.num_eval_envs ({config.num_eval_envs}) x {seeds} seeds"
+                )
+            if eval_env.spec.max_episode_steps is None:
+                raise ValueError("evaluation needs eval_env.spec.max_episode_steps")
+        self.algo, self.config, self.num_seeds = algo, config, num_seeds
+        self.host_env, self.eval_env = host_env, eval_env
+        self.agent = agent = algo.make(config, host_env.spec)
+        self.schedule = schedule(config)
+        self._obs = None  # the observation to act on next; None until the first reset
+        horizon = config.num_steps
+
+        def per_seed(x, n):
+            return x.reshape(seeds, n, *x.shape[1:])
+
+        def act(agent_state, obs, key, t):
+            # Keys are derived inside jit: host-side key ops cost as much as the policy.
+            keys = jax.vmap(jax.random.fold_in, (0, None))(key, t)
+            out = jax.vmap(agent.act)(agent_state, per_seed(obs, config.num_envs), keys)
+            # [seeds, num_envs, ...] -> [seeds * num_envs, ...], the host envs' axis.
+            return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
+
+        def learn(agent_state, traj, key):
+            # traj leaves are [T, seeds * num_envs, ...] -> [seeds][T, num_envs, ...].
+            traj = jax.tree.map(
+                lambda x: x.reshape(x.shape[0], seeds, -1, *x.shape[2:]), traj)
+            k_update = jax.vmap(jax.random.fold_in, (0, None))(key, horizon)
+            next_key = jax.vmap(lambda k: jax.random.split(k)[0])(key)
+
+            def one(state, traj, k):
+                return agent.update(state, rollout_batch(agent, state, traj, config), k)
+
+            agent_state, metrics = jax.vmap(one, (0, 1, 0))(agent_state, traj, k_update)
+            return agent_state, metrics, next_key
+
+        def act_eval(agent_state, obs):
+            key = jax.random.key(0)  # unused in eval mode
+            action, _ = jax.vmap(lambda s, o: agent.act(s, o, key, eval=True))(
+                agent_state, per_seed(obs, config.num_eval_envs))
+            return action.reshape(-1, *action.shape[2:])
+
+        self._init = jax.jit(jax.vmap(agent.init))
+        self._act = jax.jit(act)
+        self._learn = jax.jit(learn, donate_argnums=0)
+        self._act_eval = jax.jit(act_eval)
+
+    def _squeeze(self, tree):
+        return tree if self.num_seeds is not None else jax.tree.map(lambda x: x[0], tree)
+
+    def init(self, key) -> HostRunner:
+        """Fresh agents (one per seed) and the host envs' first observations."""
+        seeds = self.num_seeds or 1
+        k_agent, k_loop = jax.random.split(key)
+        self._obs = None
+        return HostRunner(self._init(jax.random.split(k_agent, seeds)),
+                          jax.random.split(k_loop, seeds), jnp.int32(0), jnp.int32(0))
+
+    def reset(self, seed: int | None = None) -> None:
+        """Restart the training envs' episodes (e.g. after restoring a checkpoint)."""
+        self._obs = self.host_env.reset(seed).obs
+
+    def run(self, runner: HostRunner, num_iterations: int, callback=None):
+        """``num_iterations`` iterations; returns ``(runner, history)``.
+
+        ``history`` maps each metric to a numpy array ``[num_iterations(, num_seeds)]``:
+        the update's metrics, ``train/episodes`` (episodes finished in the iteration),
+        ``train/episode_return`` and ``train/episode_length`` (their means, unscaled;
+        NaN when none finished) and ``env_steps`` (cumulative, per seed).
+        ``callback(iteration, metrics)`` is called after every iteration.
+        """
+        import numpy as np
+
+        config, seeds = self.config, self.num_seeds or 1
+        if self._obs is None:
+            self.reset()
+        agent_state, key = runner.agent, runner.key
+        env_steps, iteration = int(runner.env_steps), int(runner.iteration)
+        history = {}
+        for _ in range(num_iterations):
+            steps = []
+            for t in range(config.num_steps):
+                action, extras = self._act(agent_state, self._obs, key, t)
+                action = np.asarray(action)
+                ts = self.host_env.step(action)
+                steps.append({
+                    "obs": self._obs,
+                    "action": action,
+                    "reward": ts.reward,
+                    "terminated": ts.terminated,
+                    "truncated": ts.truncated,
+                    "final_obs": ts.info["final_obs"],
+                    "episode_return": ts.info["episode_return"],
+                    "episode_length": ts.info["episode_length"],
+                    "extras": extras,
+                })
+                self._obs = ts.obs
+            traj = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *steps)
+            episode_return = traj.pop("episode_return").reshape(len(steps), seeds, -1)
+            episode_length = traj.pop("episode_length").reshape(len(steps), seeds, -1)
+            agent_state, metrics, key = self._learn(agent_state, traj, key)
+            env_steps += config.num_envs * config.num_steps
+            iteration += 1
+            done = (traj["terminated"] | traj["truncated"]).reshape(len(steps), seeds, -1)
+            count = done.sum((0, 2))
+            with np.errstate(invalid="ignore"):
+                metrics = {name: np.asarray(value) for name, value in metrics.items()}
+                metrics["train/episodes"] = count
+                metrics["train/episode_return"] = (
+                    np.where(done, episode_return, 0).sum((0, 2)) / count)
+                metrics["train/episode_length"] = (
+                    np.where(done, episode_length, 0).sum((0, 2)) / count)
+            metrics["env_steps"] = np.full(seeds, env_steps)
+            metrics = self._squeeze(metrics)
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(value)
+            if callback is not None:
+                callback(iteration - 1, metrics)
+        runner = HostRunner(agent_state, key, jnp.int32(env_steps), jnp.int32(iteration))
+        return runner, {name: np.asarray(values) for name, values in history.items()}
+
+    def evaluate(self, runner: HostRunner, seed: int | None = None):
+        """Mean undiscounted return of one episode per eval env, eval-mode policy:
+        ``[num_seeds]`` (a scalar without ``num_seeds``)."""
+        import numpy as np
+
+        if self.eval_env is None:
+            raise ValueError("HostLoop was built without an eval_env")
+        env, seeds = self.eval_env, self.num_seeds or 1
+        ts = env.reset(seed)
+        finished = np.zeros(env.num_envs, bool)
+        returns = np.zeros(env.num_envs, np.float32)
+        for _ in range(env.spec.max_episode_steps):
+            ts = env.step(np.asarray(self._act_eval(runner.agent, ts.obs)))
+            done = ts.terminated | ts.truncated
+            returns = np.where(done & ~finished, ts.info["episode_return"], returns)
+            finished |= done
+            if finished.all():
+                break
+        return self._squeeze(returns.reshape(seeds, -1).mean(1))
+
+
+def run_host(algo, host_env, config, key, *, num_iterations=None, callback=None):
+    """Train one agent on host envs with ``HostLoop``; no evaluation.
 
     Args:
       algo: an algorithm module (e.g. ``purerl.algos.ppo``).
@@ -298,116 +502,13 @@ def run_host(algo, host_env, config, key, *, num_iterations=None, callback=None)
       key: PRNG key.
       num_iterations: iterations to run; default ``config.total_steps // (num_envs *
         num_steps)`` (what learning-rate annealing counts on).
-      callback: ``callback(iteration, metrics)`` after every iteration, with the
-        iteration's metrics as Python floats (e.g. for a progress bar or a log).
+      callback: ``callback(iteration, metrics)`` after every iteration.
 
     Returns:
-      ``(agent_state, history)``: ``history`` maps each metric name to a numpy array
-      over iterations: the update's metrics, ``train/episodes`` (episodes finished in
-      the iteration), ``train/episode_return`` and ``train/episode_length`` (their
-      means, unscaled; NaN when none finished) and ``env_steps`` (cumulative).
+      ``(agent_state, history)``, ``history`` as in ``HostLoop.run``.
     """
-    import numpy as np
-
-    if host_env.num_envs != config.num_envs:
-        raise ValueError(
-            f"host_env.num_envs ({host_env.num_envs}) must equal config.num_envs "
-            f"({config.num_envs})"
-        )
-    if getattr(algo, "EPISODIC", False):
-        raise ValueError(
-            f"{algo.__name__} needs episodic rollouts; run_host runs fixed ones"
-        )
-    if getattr(config, "normalize_obs", False):
-        raise ValueError(
-            "run_host does not normalise observations: set normalize_obs=False"
-        )
-    space = host_env.spec.action_space
-    allowed = getattr(algo, "ACTION_SPACES", None)
-    if allowed is not None and type(space).__name__ not in allowed:
-        raise ValueError(
-            f"{algo.__name__} supports action spaces {list(allowed)}, but "
-            f"{host_env.spec.name or 'the env'} has {type(space).__name__}"
-        )
-    agent = algo.make(config, host_env.spec)
-    gamma = config.gamma
-    horizon = config.num_steps
-    steps_per_iteration = config.num_envs * config.num_steps
+    loop = HostLoop(algo, host_env, config)
     if num_iterations is None:
-        num_iterations = config.total_steps // steps_per_iteration
-
-    @jax.jit
-    def act(agent_state, obs, keys, t):
-        # The key is picked inside jit: indexing a key array on the host costs about
-        # as much as the policy itself.
-        return agent.act(agent_state, obs, keys[t, 0])
-
-    @jax.jit
-    def learn(agent_state, traj, key):
-        done = traj["terminated"] | traj["truncated"]
-        reward = traj["reward"] * getattr(config, "reward_scale", 1.0)
-        extras = traj["extras"]
-        if agent.value is not None:
-            extras = {**extras, "value": agent.value(agent_state, traj["obs"])}
-            next_value = agent.value(agent_state, traj["final_obs"])
-            reward = reward + gamma * traj["truncated"] * next_value
-            bootstrap = next_value[-1]
-        else:
-            bootstrap = jnp.zeros(reward.shape[1:], jnp.float32)
-        batch = Transition(
-            obs=traj["obs"],
-            action=traj["action"],
-            reward=reward,
-            discount=gamma * (1.0 - done.astype(jnp.float32)),
-            terminated=traj["terminated"],
-            truncated=traj["truncated"],
-            extras=extras,
-            bootstrap_value=bootstrap,
-            next_obs=traj["final_obs"],
-        )
-        return agent.update(agent_state, batch, key)
-
-    key, k_agent = jax.random.split(key)
-    agent_state = agent.init(k_agent)
-    ts = host_env.reset()
-    obs = ts.obs
-    env_steps = 0
-    history = {}
-    for iteration in range(num_iterations):
-        key, k_rollout, k_update = jax.random.split(key, 3)
-        keys = jax.random.split(k_rollout, (horizon, 2))
-        steps = []
-        for t in range(horizon):
-            action, extras = act(agent_state, obs, keys, t)
-            action = np.asarray(action)
-            ts = host_env.step(action)
-            steps.append({
-                "obs": obs,
-                "action": action,
-                "reward": ts.reward,
-                "terminated": ts.terminated,
-                "truncated": ts.truncated,
-                "final_obs": ts.info["final_obs"],
-                "episode_return": ts.info["episode_return"],
-                "episode_length": ts.info["episode_length"],
-                "extras": extras,
-            })
-            obs = ts.obs
-        traj = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *steps)
-        episode_return = traj.pop("episode_return")
-        episode_length = traj.pop("episode_length")
-        agent_state, metrics = learn(agent_state, traj, k_update)
-        env_steps += steps_per_iteration
-        done = traj["terminated"] | traj["truncated"]
-        metrics = {name: float(value) for name, value in metrics.items()}
-        metrics["train/episodes"] = int(done.sum())
-        metrics["train/episode_return"] = (
-            float(episode_return[done].mean()) if done.any() else float("nan"))
-        metrics["train/episode_length"] = (
-            float(episode_length[done].mean()) if done.any() else float("nan"))
-        metrics["env_steps"] = env_steps
-        for name, value in metrics.items():
-            history.setdefault(name, []).append(value)
-        if callback is not None:
-            callback(iteration, metrics)
-    return agent_state, {name: np.asarray(values) for name, values in history.items()}
+        num_iterations = config.total_steps // (config.num_envs * config.num_steps)
+    runner, history = loop.run(loop.init(key), num_iterations, callback)
+    return jax.tree.map(lambda x: x[0], runner.agent), history

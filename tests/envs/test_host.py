@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from purerl import loops
-from purerl.algos import a2c, ppo
+from purerl.algos import a2c, ppo, sac
 from purerl.envs import make_host
 from purerl.types import Box, Discrete
 
@@ -172,6 +172,75 @@ def test_run_host_ppo_learns_cartpole():
     returns = history["train/episode_return"]
     early, late = np.nanmean(returns[:4]), np.nanmean(returns[-4:])
     assert late > early + 50, (early, late)
+
+
+# --- HostLoop: seeds, off-policy agents, evaluation ----------------------------------
+
+SAC_CONFIG = sac.Config(total_steps=48, num_envs=1, num_steps=2, batch_size=8,
+                        buffer_size=64, learning_starts=8, hidden_sizes=(16,),
+                        num_eval_envs=2)
+
+
+def _sac_loop(num_seeds, seed=0):
+    make = lambda n, s: make_host("gymnasium:Pendulum-v1", num_envs=n, seed=s,  # noqa: E731
+                                  max_episode_steps=20)
+    return loops.HostLoop(sac, make(num_seeds, seed), SAC_CONFIG, num_seeds=num_seeds,
+                          eval_env=make(2 * num_seeds, seed + 100))
+
+
+def _close(loop):
+    loop.host_env.close()
+    loop.eval_env.close()
+
+
+def test_host_loop_sac_seeds_and_evaluation():
+    loop = _sac_loop(num_seeds=2)
+    runner = loop.init(jax.random.key(0))
+    runner, history = loop.run(runner, 12)
+    # Two independent agents: per-seed metrics, per-seed replay and evaluation.
+    assert history["loss/critic"].shape == (12, 2)
+    np.testing.assert_array_equal(history["env_steps"][-1], [24, 24])
+    assert int(runner.env_steps) == 24 and int(runner.iteration) == 12
+    np.testing.assert_array_equal(runner.agent.replay.size, [24, 24])
+    # Updates start once learning_starts=8 transitions are in (iteration 3 adds them).
+    assert (history["loss/critic"][:3] == 0).all()
+    assert (history["loss/critic"][3:] != 0).all()
+    actor = jax.tree.leaves(runner.agent.params["actor"])[0]
+    assert not np.allclose(actor[0], actor[1])
+    # 12 iterations x 2 steps = 24 steps: one 20-step episode ended per seed.
+    np.testing.assert_array_equal(history["train/episodes"].sum(0), [1, 1])
+    returns = loop.evaluate(runner)
+    assert returns.shape == (2,) and np.isfinite(returns).all() and (returns < 0).all()
+    _close(loop)
+
+
+def test_host_loop_is_deterministic_and_continues_in_chunks():
+    whole = _sac_loop(num_seeds=1)
+    runner_a, hist_a = whole.run(whole.init(jax.random.key(3)), 10)
+    chunks = _sac_loop(num_seeds=1)
+    runner_b = chunks.init(jax.random.key(3))
+    runner_b, first = chunks.run(runner_b, 4)
+    runner_b, rest = chunks.run(runner_b, 6)
+    for a, b in zip(jax.tree.leaves(runner_a.agent), jax.tree.leaves(runner_b.agent)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(
+        hist_a["loss/critic"], np.concatenate([first["loss/critic"], rest["loss/critic"]]))
+    _close(whole)
+    _close(chunks)
+
+
+def test_host_loop_checks_env_counts():
+    env = make_host("gymnasium:Pendulum-v1", num_envs=3)
+    with pytest.raises(ValueError, match=r"num_envs \(3\) must equal config.num_envs "
+                                         r"\(1\) x num_seeds \(2\)"):
+        loops.HostLoop(sac, env, SAC_CONFIG, num_seeds=2)
+    with pytest.raises(ValueError, match=r"eval_env.num_envs \(3\) must equal "
+                                         r"config.num_eval_envs \(2\) x 1 seeds"):
+        loops.HostLoop(sac, make_host("gymnasium:Pendulum-v1"), SAC_CONFIG, num_seeds=1,
+                       eval_env=env)
+    with pytest.raises(ValueError, match="supports action spaces"):
+        loops.HostLoop(sac, make_host("gymnasium:CartPole-v1"), SAC_CONFIG)
+    env.close()
 
 
 # --- dm_control --------------------------------------------------------------------
