@@ -133,3 +133,39 @@ class QNet(nn.Module):
             x = jnp.concatenate([x, a], axis=-1)
         q = MLP(self.hidden, self.num_outputs, self.activation, out_scale=1.0)(x)
         return q if action is None else q[..., 0]
+
+
+class ConvEncoder(nn.Module):
+    """DrQ / DrQ-v2 image encoder: ``[..., H, W, C]`` pixels -> ``[..., F]`` features.
+
+    Pixels (``uint8`` in [0, 255]) are scaled to ``obs / 255 − 0.5``, then pass four
+    3×3 convolutions of ``width`` filters (stride 2, then 1, 1, 1; VALID padding)
+    with ReLU, and are flattened: with the default four layers
+    ``F = width · (⌈H/2⌉ − 7) · (⌈W/2⌉ − 7)`` (32 · 35 · 35 for 84 × 84 frames).
+    Kernels are orthogonal with the ReLU gain √2, as in DrQ-v2's ``weight_init``.
+    """
+
+    width: int = 32
+    num_layers: int = 4
+
+    @nn.compact
+    def __call__(self, obs):
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5
+        for i in range(self.num_layers):
+            x = nn.Conv(self.width, (3, 3), strides=2 if i == 0 else 1,
+                        padding="VALID", kernel_init=orthogonal(np.sqrt(2.0)))(x)
+            x = nn.relu(x)
+        return x.reshape(*lead, -1)
+
+
+class Trunk(nn.Module):
+    """Dense(feature_dim) → LayerNorm → tanh: DrQ-v2's projection of the conv
+    features, one per head (actor, critic), trained by that head's loss."""
+
+    feature_dim: int = 50
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(self.feature_dim, kernel_init=orthogonal(1.0))(x)
+        return jnp.tanh(nn.LayerNorm()(x))

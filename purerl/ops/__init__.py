@@ -1,5 +1,6 @@
 """Pure array primitives: no flax, no envs, no agents."""
 
+from purerl.ops.augment import random_shift, shift_images
 from purerl.ops.kfac import (
     dense_factors,
     ema,
@@ -40,4 +41,6 @@ __all__ = [
     "fold_bias",
     "unfold_bias",
     "trust_region_scale",
+    "random_shift",
+    "shift_images",
 ]
