@@ -1,7 +1,10 @@
 """SAC experiment: python experiments/sac.py [--env Pendulum-v1] [--num-seeds 8] ...
 
-Soft actor-critic with twin Q networks and automatic temperature, the whole
-off-policy loop (act, env step, replay, updates, evaluation) compiled in one program.
+Soft actor-critic with twin Q networks and automatic temperature. On a JAX env the
+whole off-policy loop (act, env step, replay, updates, evaluation) is one compiled
+program; on a host env (``--env dmc:cartpole-swingup``, ``--env gymnasium:<id>``) a
+Python loop steps the envs around the jitted act and update, and ``--pixels`` trains
+the DrQ variant from 84x84 renders.
 Any Config field can be overridden on the command line (``--lr 3e-4``,
 ``--gradient-steps 2``, ``--hidden-sizes 256,256``).
 """
@@ -26,7 +29,13 @@ PRESETS = {
     # critic τ 0.01, 1000 random steps first; 5 eval episodes per seed.
     "dmc:cartpole-swingup": dict(total_steps=25_000, action_repeat=8, lr=1e-3,
                                  init_alpha=0.1, tau=0.01, learning_starts=1000,
-                                 num_eval_envs=5),
+                                 num_eval_envs=5,
+                                 # --pixels: DrQ (84x84, frame stack 3, pad-4 shifts) with
+                                 # a replay of 20k transitions (2.5 GB per seed: obs and
+                                 # next_obs are both stored) and batch 128, not DrQ's
+                                 # 100k and 512, to fit this 24 GB, 2-core machine.
+                                 pixels=dict(buffer_size=20_000, batch_size=128,
+                                             hidden_sizes=(1024, 1024))),
 }
 
 if __name__ == "__main__":

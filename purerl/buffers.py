@@ -35,6 +35,8 @@ Example::
     batch = seq_sample(state, key, batch_size=16, length=50)    # leaves [50, 16, ...]
 """
 
+import math
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -71,6 +73,29 @@ def _spec(leaf) -> tuple[tuple[int, ...], jnp.dtype]:
 def _check_positive(name: str, value: int) -> None:
     if int(value) < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def nbytes(example: PyTree, capacity: int) -> int:
+    """Bytes of storage for ``capacity`` items shaped like ``example``."""
+    sizes = [math.prod(shape) * dtype.itemsize
+             for shape, dtype in map(_spec, jax.tree.leaves(example))]
+    return int(capacity) * sum(sizes)
+
+
+def _check_fits(example: PyTree, capacity: int) -> None:
+    """A clear error, instead of an allocation failure deep in XLA, when the storage
+    alone would not fit in this machine's memory."""
+    need = nbytes(example, capacity)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no check
+        return
+    if need > have:
+        raise ValueError(
+            f"a replay of capacity {capacity} needs {need / 2**30:.1f} GiB "
+            f"({need // int(capacity):,} bytes per item) but this machine has "
+            f"{have / 2**30:.1f} GiB: lower the capacity (e.g. Config.buffer_size)"
+        )
 
 
 def _zeros(example: PyTree, lead: tuple[int, ...]) -> PyTree:
@@ -128,6 +153,7 @@ def flat_init(example: PyTree, capacity: int) -> FlatState:
       dtype, ``pos = size = 0``.
     """
     _check_positive("capacity", capacity)
+    _check_fits(example, capacity)
     return FlatState(
         data=_zeros(example, (int(capacity),)),
         pos=jnp.int32(0),
@@ -218,6 +244,7 @@ def seq_init(example_step: PyTree, capacity: int, num_envs: int) -> SeqState:
     """
     _check_positive("capacity", capacity)
     _check_positive("num_envs", num_envs)
+    _check_fits(example_step, int(capacity) * int(num_envs))
     return SeqState(
         data=_zeros(example_step, (int(capacity), int(num_envs))),
         pos=jnp.int32(0),

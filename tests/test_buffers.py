@@ -17,6 +17,7 @@ from purerl.buffers import (
     flat_add,
     flat_init,
     flat_sample,
+    nbytes,
     seq_add,
     seq_init,
     seq_sample,
@@ -256,3 +257,13 @@ def test_vmap_init_add_in_scan():
     keys = jax.random.split(jax.random.key(3), SEEDS)
     got = jax.jit(jax.vmap(run))(keys)
     assert_trees_equal(got, stack([run(k) for k in keys]))
+
+
+def test_storage_that_cannot_fit_is_a_clear_error():
+    frame = jax.ShapeDtypeStruct((84, 84, 9), jnp.uint8)
+    assert nbytes({"obs": frame, "r": jnp.float32(0)}, 10) == 10 * (84 * 84 * 9 + 4)
+    with pytest.raises(ValueError, match=r"a replay of capacity 100000000 needs .* GiB "
+                                         r"\(63,504 bytes per item\)"):
+        flat_init({"obs": frame}, 100_000_000)
+    with pytest.raises(ValueError, match="lower the capacity"):
+        seq_init({"obs": frame}, 10_000_000, 10)

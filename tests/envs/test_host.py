@@ -243,6 +243,26 @@ def test_host_loop_checks_env_counts():
     env.close()
 
 
+def test_host_loop_sac_pixels_keep_uint8_frames():
+    pytest.importorskip("dm_control")
+    try:
+        env = make_host("dmc:cartpole-swingup", num_envs=2, pixels=True, image_size=32,
+                        frame_stack=2, action_repeat=8)
+    except RuntimeError as e:
+        pytest.skip(f"no OpenGL renderer here: {e}")
+    config = sac.Config(total_steps=12, batch_size=4, buffer_size=16, learning_starts=4,
+                        hidden_sizes=(16,), feature_dim=8, num_eval_envs=1)
+    loop = loops.HostLoop(sac, env, config, num_seeds=2)
+    runner, history = loop.run(loop.init(jax.random.key(0)), 6)
+    env.close()
+    frames = runner.agent.replay.data["obs"]
+    assert frames.dtype == np.uint8 and frames.shape == (2, 16, 32, 32, 6)
+    assert np.asarray(frames[:, :6]).max() > 0 and not np.asarray(frames[:, 6:]).any()
+    assert "encoder" in runner.agent.params
+    critic = history["loss/critic"]
+    assert critic.shape == (6, 2) and np.isfinite(critic).all() and (critic[3:] > 0).all()
+
+
 # --- dm_control --------------------------------------------------------------------
 
 

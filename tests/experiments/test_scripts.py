@@ -74,6 +74,50 @@ def test_policy_gradient_scripts_run(tmp_path, script, args):
     assert (out / "curve.png").exists() and (out / "checkpoint" / "LATEST").exists()
 
 
+HOST_TINY = ["--num-seeds", "2", "--total-steps", "16", "--num-evals", "2",
+             "--num-eval-envs", "1", "--batch-size", "4", "--buffer-size", "32",
+             "--learning-starts", "4", "--hidden-sizes", "16", "--no-progress"]
+
+
+def test_sac_script_on_dm_control_states_resumes(tmp_path):
+    pytest.importorskip("dm_control")
+    out = tmp_path / "run"
+    proc = run("experiments/sac.py", "--env", "dmc:cartpole-swingup", *HOST_TINY,
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env"] == "dmc:cartpole-swingup" and results["host"]
+    # The preset's action repeat 8: episodes of 125 steps.
+    assert results["env_options"] == {"pixels": False, "action_repeat": 8, "frame_stack": 1}
+    assert results["eval_steps"] == [8, 16] and len(results["final_returns"]) == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["block"] for r in rows] == [1, 2] and "loss/critic" in rows[-1]
+    assert (out / "checkpoint" / "LATEST").exists() and (out / "curve.png").exists()
+    proc = run("experiments/sac.py", "--env", "dmc:cartpole-swingup", *HOST_TINY,
+               "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((out / "results.json").read_text())
+    assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
+
+
+def test_sac_script_on_dm_control_pixels(tmp_path):
+    pytest.importorskip("dm_control")
+    from purerl.envs import make_host
+
+    try:
+        make_host("dmc:cartpole-swingup", pixels=True).close()
+    except RuntimeError as e:
+        pytest.skip(f"no OpenGL renderer here: {e}")
+    out = tmp_path / "run"
+    proc = run("experiments/sac.py", "--env", "dmc:cartpole-swingup", "--pixels",
+               *HOST_TINY, "--num-seeds", "1", "--feature-dim", "8", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env_options"] == {"pixels": True, "action_repeat": 8, "frame_stack": 3}
+    assert results["config"]["buffer_size"] == 32 and results["num_seeds"] == 1
+    assert results["env_steps_per_second"] > 0
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -83,6 +127,7 @@ def test_policy_gradient_scripts_run(tmp_path, script, args):
         (["--num-epochs", "many"], "invalid int value"),
         (["--no-such-flag", "1"], "unrecognized arguments"),
         (["--resume", "--out", "/nonexistent/run"], "--resume: no checkpoint"),
+        (["--pixels"], "--pixels, --action-repeat and --frame-stack are host-env options"),
     ],
 )
 def test_bad_arguments_get_one_line(args, message):
