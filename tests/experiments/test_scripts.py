@@ -146,3 +146,25 @@ def test_throughput_benchmark_runs(tmp_path):
     (row,) = report["results"]
     assert row["framework"] == "purerl" and row["env_steps_per_second"] > 0
     assert (tmp_path / "ppo_throughput.md").exists()
+
+
+def test_sac_throughput_benchmark_runs(tmp_path):
+    proc = run("benchmarks/run_sac_throughput.py", "--seeds", "1",
+               "--total-steps", "300", "--learning-starts", "100", "--repeats", "1",
+               "--peers", "", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "sac_throughput.json").read_text())
+    for field in ("config", "command", "machine", "jax", "results",
+                  "ratio_purerl_best_over_peer"):
+        assert field in report, field
+    assert report["total_steps_per_seed"] == 300 and report["buffer_size"] == 300
+    (row,) = report["results"]
+    assert row["framework"] == "purerl" and row["num_seeds"] == 1
+    assert row["total_steps"] == 300 and row["env_steps_per_second"] > 0
+    # One gradient update per env step from step learning_starts on.
+    assert row["updates_per_seed"] == 300 - 100 + 1
+    assert row["compile_seconds"] > 0 and row["peak_rss_mb"] > 0
+    assert row["final_return_mean"] is not None
+    md = (tmp_path / "sac_throughput.md").read_text()
+    assert "# SAC throughput on Pendulum-v1" in md and "| 1 | purerl |" in md
+    assert (tmp_path / "sac_throughput.png").stat().st_size > 0
