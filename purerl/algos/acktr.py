@@ -259,39 +259,6 @@ def decompose(factors):
     )
 
 
-def when(fn):
-    """``when(fn)(pred, operand, default)``: ``fn(operand)`` if ``pred`` else
-    ``default``, a ``lax.cond`` that stays one under ``vmap``.
-
-    ``vmap`` turns a ``cond`` with a batched predicate into a select that runs ``fn``
-    every time. The runs of a vmapped batch (seeds, a sweep) share their iteration
-    counter, so this batching rule runs ``fn`` on the whole batch when any member's
-    predicate holds and keeps the other members' defaults: the same results, with
-    the cost only when needed. ``fn`` must not close over traced values.
-    """
-
-    @jax.custom_batching.custom_vmap
-    def cond(pred, operand, default):
-        return jax.lax.cond(pred, fn, lambda _: default, operand)
-
-    @cond.def_vmap
-    def rule(axis_size, in_batched, pred, operand, default):
-        def batched(x, b):
-            return x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
-
-        args = jax.tree.map(batched, (pred, operand, default), tuple(in_batched))
-        pred, operand, default = args
-        new = when(jax.vmap(fn))(pred.any(), operand, default)
-        out = jax.tree.map(
-            lambda n, d: jnp.where(pred.reshape(-1, *[1] * (d.ndim - 1)), n, d),
-            new,
-            default,
-        )
-        return out, jax.tree.map(lambda _: True, out)
-
-    return cond
-
-
 def natural_gradient(grads: dict, eigen: dict, damping) -> dict:
     """``(F̂ + damping·I)⁻¹ grads``, layer by layer (``eigen`` at the layers' paths).
 
@@ -385,9 +352,9 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         action = common.flat_action(batch.action, env_spec)
         operand = (hyper, state.params, batch.obs, action, key, state.factors, cold)
         stats_now = cold | (since % cfg.stats_update_period == 0)
-        factors = when(average_factors)(stats_now, operand, state.factors)
+        factors = common.when(average_factors)(stats_now, operand, state.factors)
         refresh = (since >= 0) & (since % cfg.inverse_update_period == 0)
-        eigen = when(decompose)(refresh, factors, state.eigen)
+        eigen = common.when(decompose)(refresh, factors, state.eigen)
 
         # K-FAC: u = (F̂ + εI)⁻¹ g, step η u with η capped by the trust region, momentum
         # restarted when K-FAC starts. Cold start: momentum SGD on the clipped gradient.

@@ -301,6 +301,14 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
                    "sac/alpha": jnp.exp(params["log_alpha"]), "sac/entropy": -logp.mean()}
         return (params, target_critic, opt_state), metrics
 
+    def learn(operand):
+        """``gradient_steps`` gradient steps on batches from the replay."""
+        carry, replay, key = operand
+        keys = jax.random.split(key, cfg.gradient_steps)
+        step = lambda c, k: gradient_step(replay, c, k)  # noqa: E731
+        carry, metrics = jax.lax.scan(step, carry, keys)
+        return carry, jax.tree.map(jnp.mean, metrics)
+
     def update(state, batch: Transition, key):
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - [T, B] -> [T*B]
         items = {
@@ -314,22 +322,15 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         }
         replay = buffers.flat_add(state.replay, items)
         env_steps = state.env_steps + items["reward"].shape[0]
-        # The replay stays out of the cond's operands: vmapped over seeds, the cond
-        # becomes a select of both branches' outputs, which would copy the buffer.
-        carry = (state.params, state.target_critic, state.opt_state)
-
-        def learn(carry):
-            keys = jax.random.split(key, cfg.gradient_steps)
-            step = lambda c, k: gradient_step(replay, c, k)  # noqa: E731
-            carry, metrics = jax.lax.scan(step, carry, keys)
-            return carry, jax.tree.map(jnp.mean, metrics)
-
-        def wait(carry):
-            shapes = jax.eval_shape(learn, carry)[1]
-            return carry, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-        (params, target_critic, opt_state), metrics = jax.lax.cond(
-            env_steps >= jnp.maximum(cfg.learning_starts, 1), learn, wait, carry)
+        # `when` keeps the warm-up a real cond under vmap over seeds (they share
+        # env_steps): a plain cond would become a select that runs every gradient step
+        # during warm-up too.
+        operand = ((state.params, state.target_critic, state.opt_state), replay, key)
+        shapes = jax.eval_shape(learn, operand)[1]
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        (params, target_critic, opt_state), metrics = common.when(learn)(
+            env_steps >= jnp.maximum(cfg.learning_starts, 1), operand,
+            (operand[0], zeros))
         new = State(params, target_critic, opt_state, replay, env_steps,
                     state.iteration + 1)
         return new, metrics

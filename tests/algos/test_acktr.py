@@ -167,7 +167,7 @@ def test_learns_contextual_bandit(four_seeds):
 def test_when_runs_fn_only_for_members_that_ask():
     """The vmap rule of `when`: members whose predicate is False keep their default,
     even when another member of the batch runs fn (and nested vmaps compose)."""
-    f = acktr.when(lambda x: 2.0 * x)
+    f = common.when(lambda x: 2.0 * x)
     pred = jnp.array([True, False, True])
     x = jnp.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(jax.vmap(f)(pred, x, -x), [[0, 2], [-2, -3], [8, 10]])
