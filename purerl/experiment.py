@@ -367,20 +367,25 @@ def _run_host(loop, args) -> int:
           f"{sched.total_steps} env steps, {sched.num_evals} evaluations -> {out}")
     compute_seconds = 0.0
     compile_seconds = 0.0
+    uncounted = 0  # the compiling first iteration's steps: not in env-steps/s
     steps_before = int(runner.env_steps)
     start = time.perf_counter()
-    for block in range(len(history), sched.num_evals):
+    start_block = len(history)
+    for block in range(start_block, sched.num_evals):
         t0 = time.perf_counter()
-        if int(runner.iteration) == 0:
-            # The first iteration compiles act and update: timed apart.
+        first_block = block == start_block
+        if first_block:
+            # This invocation's first iteration compiles act and update: timed apart.
             runner, first = loop.run(runner, 1)
             compile_seconds = time.perf_counter() - t0
+            uncounted = sched.steps_per_iteration
             runner, rest = loop.run(runner, sched.iterations_per_eval - 1)
             metrics = {k: np.concatenate([first[k], rest[k]]) if k in rest else first[k]
                        for k in first}
         else:
             runner, metrics = loop.run(runner, sched.iterations_per_eval)
-        train_seconds = time.perf_counter() - t0
+        train_seconds = time.perf_counter() - t0 - (compile_seconds if first_block else 0)
+        block_steps = sched.steps_per_eval - (uncounted if first_block else 0)
         returns = loop.evaluate(runner)
         compute_seconds += train_seconds
         row = {"block": block + 1}
@@ -390,7 +395,8 @@ def _run_host(loop, args) -> int:
                 row[key] = (values[-1] if key == "env_steps"
                             else np.nanmean(values, axis=0))
         row["eval/return"] = returns
-        row["env_steps_per_second"] = sched.steps_per_eval * args.num_seeds / train_seconds
+        row["env_steps_per_second"] = (block_steps * args.num_seeds / train_seconds
+                                       if block_steps and train_seconds > 0 else None)
         plog.write_jsonl(metrics_path, [row])
         history.append(plog.to_python(row))
         if args.progress:
@@ -403,7 +409,7 @@ def _run_host(loop, args) -> int:
     if args.progress:
         print(file=sys.stderr)
     wall = time.perf_counter() - start - compile_seconds
-    ran = (int(runner.env_steps) - steps_before) * args.num_seeds
+    ran = (int(runner.env_steps) - steps_before - uncounted) * args.num_seeds
     eval_steps = [_first(h["env_steps"]) for h in history]
     eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1))
                     for h in history]
