@@ -22,10 +22,9 @@ the actor's Adam step count, so it checks the one-update-per-step claim.
 
 import argparse
 import json
-import os
-import resource
 import sys
-import time
+
+from purerl_timing import compile_and_time, use_host_devices
 
 LEARNING_STARTS = 1000
 
@@ -64,46 +63,20 @@ def main(argv=None):
         sys.exit("--num-seeds, --total-steps and --repeats must be positive")
     if args.no_vmap and args.num_seeds != 1:
         sys.exit("--no-vmap needs --num-seeds 1")
-    if args.devices > 1:
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + f" --xla_force_host_platform_device_count={args.devices}"
-        )
+    use_host_devices(args.devices)
     import jax
     import numpy as np
     import optax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     import purerl
     from purerl.algos import sac
 
     cfg = config(args.total_steps, args.learning_starts, args.buffer_size)
-    train = purerl.make_train(sac, purerl.envs.make("Pendulum-v1"), cfg)
-    sharded = args.devices > 1 and args.num_seeds % args.devices == 0
-    if args.no_vmap:
-        fn = jax.jit(train)
-    elif sharded:
-        mesh = Mesh(np.array(jax.devices()), ("seed",))
-        sharding = NamedSharding(mesh, PartitionSpec("seed"))
-        fn = jax.jit(jax.vmap(train), in_shardings=sharding, out_shardings=sharding)
-    else:
-        fn = jax.jit(jax.vmap(train))
-
-    def keys(seed):
-        k = jax.random.split(jax.random.key(seed), args.num_seeds)
-        return k[0] if args.no_vmap else k
-
-    t0 = time.perf_counter()
-    compiled = fn.lower(keys(args.seed)).compile()
-    compile_seconds = time.perf_counter() - t0
-    walls = []
-    for r in range(args.repeats):
-        k = jax.block_until_ready(keys(args.seed + 1 + r))
-        t0 = time.perf_counter()
-        runner, metrics = jax.block_until_ready(compiled(k))
-        walls.append(time.perf_counter() - t0)
-    wall = sorted(walls)[(len(walls) - 1) // 2]  # median (lower middle)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    timed = compile_and_time(purerl.make_train(sac, purerl.envs.make("Pendulum-v1"), cfg), args)
+    runner, metrics, wall = timed["runner"], timed["metrics"], timed["wall"]
+    walls, sharded = timed["walls"], timed["sharded"]
+    compile_seconds = timed["compile_seconds"]
+    peak_rss_mb = timed["peak_rss_mb"]
     seeds = 1 if args.no_vmap else args.num_seeds
     steps = int(np.asarray(runner.env_steps).reshape(-1)[0])
     # Adam's step count of the actor == gradient updates taken (per seed).

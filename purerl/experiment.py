@@ -158,14 +158,15 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         try:
             config = resolve_config(algo, args, presets)
             if host:
-                loop = _host_loop(algo, config, args, env_options(args, presets))
+                options = env_options(args, presets)
+                loop = _host_loop(algo, config, args, options)
             else:
                 env = purerl.envs.make(args.env)
                 purerl.loops.check_compatible(algo, env, config)
         except (ValueError, TypeError) as e:
             raise UsageError(str(e)) from None
         if host:
-            return _run_host(loop, args)
+            return _run_host(loop, args, options)
         return _run(algo, env, config, args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -188,6 +189,26 @@ def _first(x) -> int:
     return int(np.asarray(x).reshape(-1)[0])
 
 
+def _start(args, ckpt_dir: str, metrics_path: str, runner):
+    """``(runner, history)``: fresh, or with ``--resume`` restored from the latest
+    checkpoint, with ``metrics.jsonl`` cut back to the blocks that checkpoint holds."""
+    from purerl import checkpoint
+
+    history = []
+    if args.resume:
+        if checkpoint.latest(ckpt_dir) is None:
+            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
+        runner, pointer = checkpoint.restore(ckpt_dir, runner)
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as f:
+                history = [json.loads(line) for line in f][: int(pointer["step"])]
+        with open(metrics_path, "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+    elif os.path.exists(metrics_path):
+        os.remove(metrics_path)
+    return runner, history
+
+
 def _run(algo, env, config, args) -> int:
     import jax
     import numpy as np
@@ -202,22 +223,10 @@ def _run(algo, env, config, args) -> int:
     metrics_path = os.path.join(out, "metrics.jsonl")
 
     trainer = purerl.Trainer(algo, env, config, num_seeds=args.num_seeds)
-    runner = trainer.init(jax.random.key(args.seed))
-    history = []
-    if args.resume:
-        if checkpoint.latest(ckpt_dir) is None:
-            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
-        runner, _ = checkpoint.restore(ckpt_dir, runner)
-        if trainer.sharding is not None:
-            runner = jax.device_put(runner, trainer.sharding)
-        if os.path.exists(metrics_path):
-            done = int(checkpoint.latest(ckpt_dir)["step"])
-            with open(metrics_path) as f:
-                history = [json.loads(line) for line in f][:done]
-        with open(metrics_path, "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
-    elif os.path.exists(metrics_path):
-        os.remove(metrics_path)
+    runner, history = _start(args, ckpt_dir, metrics_path,
+                             trainer.init(jax.random.key(args.seed)))
+    if args.resume and trainer.sharding is not None:
+        runner = jax.device_put(runner, trainer.sharding)
 
     print(f"{name} on {args.env}: {args.num_seeds} seeds x {trainer.schedule.total_steps} "
           f"env steps, {trainer.schedule.num_evals} evaluations -> {out}")
@@ -315,9 +324,7 @@ def _host_loop(algo, config, args, options):
     evaluation = purerl.envs.make_host(args.env, seeds * config.num_eval_envs,
                                        seed=args.seed * 100_003 + 50_000,
                                        **_dmc_only(args, options))
-    loop = purerl.loops.HostLoop(algo, train, config, num_seeds=seeds, eval_env=evaluation)
-    loop.options = options
-    return loop
+    return purerl.loops.HostLoop(algo, train, config, num_seeds=seeds, eval_env=evaluation)
 
 
 def _dmc_only(args, options) -> dict:
@@ -329,7 +336,7 @@ def _dmc_only(args, options) -> dict:
     return {}
 
 
-def _run_host(loop, args) -> int:
+def _run_host(loop, args, options) -> int:
     """The experiment loop on host envs: the same outputs as ``_run``.
 
     Resuming restores the agents (replay included), keys and counters exactly; the
@@ -347,23 +354,12 @@ def _run_host(loop, args) -> int:
     ckpt_dir = os.path.join(out, "checkpoint")
     metrics_path = os.path.join(out, "metrics.jsonl")
     sched = loop.schedule
-    runner = loop.init(jax.random.key(args.seed))
-    history = []
+    runner, history = _start(args, ckpt_dir, metrics_path, loop.init(jax.random.key(args.seed)))
     if args.resume:
-        if checkpoint.latest(ckpt_dir) is None:
-            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
-        runner, pointer = checkpoint.restore(ckpt_dir, runner)
-        done = int(pointer["step"])
-        if os.path.exists(metrics_path):
-            with open(metrics_path) as f:
-                history = [json.loads(line) for line in f][:done]
-        with open(metrics_path, "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
-        loop.reset(seed=args.seed * 100_003 + 1_000 * (done + 1))
-    elif os.path.exists(metrics_path):
-        os.remove(metrics_path)
+        # Fresh episodes, seeded apart from the interrupted ones.
+        loop.reset(seed=args.seed * 100_003 + 1_000 * (len(history) + 1))
 
-    print(f"{name} on {args.env} {loop.options} (host envs): {args.num_seeds} seeds x "
+    print(f"{name} on {args.env} {options} (host envs): {args.num_seeds} seeds x "
           f"{sched.total_steps} env steps, {sched.num_evals} evaluations -> {out}")
     compute_seconds = 0.0
     compile_seconds = 0.0
@@ -415,7 +411,7 @@ def _run_host(loop, args) -> int:
                     for h in history]
     _write_results(out, name, args, config, sched.total_steps, eval_steps, eval_returns,
                    wall, compile_seconds, ran / compute_seconds if compute_seconds else None,
-                   extra={"env_options": loop.options, "host": True})
+                   extra={"env_options": options, "host": True})
     loop.host_env.close()
     loop.eval_env.close()
     return 0
