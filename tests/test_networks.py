@@ -1,10 +1,15 @@
-"""networks: the LAPACK-free orthogonal initialiser against numpy's QR."""
+"""networks: the LAPACK-free orthogonal initialiser against numpy's QR; conv2d's
+custom gradients against lax's own."""
 
+import re
+
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purerl.networks import orthogonal
+from purerl.networks import ConvEncoder, _flax_conv, conv2d, orthogonal
 
 
 @pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 7)])
@@ -30,3 +35,80 @@ def test_orthogonal_vmaps_over_keys():
     assert ws.shape == (8, 64, 64)
     for i in range(8):
         np.testing.assert_allclose(ws[i], orthogonal()(keys[i], (64, 64)), atol=1e-6)
+
+
+def _lax_conv(x, w, strides):
+    return jax.lax.conv_general_dilated(x, w, strides, "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _loss(conv, strides):
+    # A non-linear read-out so that the output gradient is not constant.
+    return lambda x, w: jnp.sin(conv(x, w, strides)).sum()
+
+
+# Strides 1, 2 and (3, 2) on sizes that leave 0, 1 or 2 rows unreached by the stride.
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2), (3, 2)])
+@pytest.mark.parametrize("size", [(9, 10), (10, 11), (11, 9)])
+def test_conv2d_values_and_gradients_match_lax(strides, size):
+    kx, kw = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (2, *size, 5))
+    w = jax.random.normal(kw, (3, 2, 5, 4))
+    np.testing.assert_allclose(jax.jit(conv2d, static_argnums=2)(x, w, strides),
+                               _lax_conv(x, w, strides), rtol=1e-5, atol=1e-5)
+    got = jax.jit(jax.grad(_loss(conv2d, strides), argnums=(0, 1)))(x, w)
+    want = jax.grad(_loss(_lax_conv, strides), argnums=(0, 1))(x, w)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_gradients_under_vmap_and_scan():
+    kx, kw = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (3, 2, 12, 12, 4))  # 3 "seeds", each its own batch
+    w = jax.random.normal(kw, (3, 3, 3, 4, 6))
+    grad = jax.grad(_loss(conv2d, (2, 2)), argnums=(0, 1))
+
+    def in_scan(x, w):  # like SAC's gradient steps: inside a loop body
+        return jax.lax.scan(lambda c, _: (c, grad(x, w)), 0, None, length=1)[1]
+
+    got = jax.jit(jax.vmap(in_scan))(x, w)
+    for i in range(3):
+        want = jax.grad(_loss(_lax_conv, (2, 2)), argnums=(0, 1))(x[i], w[i])
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(g[i, 0], r, rtol=1e-4, atol=1e-4)
+
+
+def test_encoder_gradient_in_a_loop_compiles_to_canonical_convolutions():
+    """The reason conv2d exists: every convolution XLA:CPU compiles for the
+    encoder's gradient inside a loop body is in the NHWC/HWIO layout its fast path
+    takes (autodiff of lax's convolution gives f01b/i01o ones there instead)."""
+    enc = ConvEncoder(width=8)
+    x = jnp.zeros((4, 20, 20, 3), jnp.uint8)
+    params = enc.init(jax.random.key(0), x[0])
+    grad = jax.grad(lambda p: enc.apply(p, x).sum())
+
+    def in_scan(p):
+        return jax.lax.scan(lambda c, _: (c, grad(p)), 0, None, length=2)[1]
+
+    hlo = jax.jit(in_scan).lower(params).compile().as_text()
+    labels = re.findall(r"convolution\(.*dim_labels=([\w>-]+)", hlo)
+    assert len(labels) >= 4 + 4 + 3  # forward, kernel grads, input grads (not layer 1)
+    assert set(labels) == {"b01f_01io->b01f"}, labels
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding="SAME", strides=2),
+                                    dict(padding=((1, 0), (2, 1))),
+                                    dict(padding="VALID", kernel_dilation=2),
+                                    dict(padding="VALID", feature_group_count=2)])
+def test_flax_conv_hook_matches_flax_default(kwargs):
+    x = jax.random.normal(jax.random.key(2), (2, 9, 9, 4))
+    plain = nn.Conv(6, (3, 3), **kwargs)
+    hooked = nn.Conv(6, (3, 3), conv_general_dilated=_flax_conv, **kwargs)
+    params = plain.init(jax.random.key(3), x)
+    np.testing.assert_allclose(hooked.apply(params, x), plain.apply(params, x),
+                               rtol=1e-5, atol=1e-5)
+    g_hooked = jax.grad(lambda p: jnp.sin(hooked.apply(p, x)).sum())(params)
+    g_plain = jax.grad(lambda p: jnp.sin(plain.apply(p, x)).sum())(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+                 g_hooked, g_plain)
