@@ -58,7 +58,7 @@ def test_conv2d_values_and_gradients_match_lax(strides, size):
                                _lax_conv(x, w, strides), rtol=1e-5, atol=1e-5)
     got = jax.jit(jax.grad(_loss(conv2d, strides), argnums=(0, 1)))(x, w)
     want = jax.grad(_loss(_lax_conv, strides), argnums=(0, 1))(x, w)
-    for g, r in zip(got, want):
+    for g, r in zip(got, want, strict=True):
         assert g.shape == r.shape and g.dtype == r.dtype
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
@@ -75,7 +75,7 @@ def test_conv2d_gradients_under_vmap_and_scan():
     got = jax.jit(jax.vmap(in_scan))(x, w)
     for i in range(3):
         want = jax.grad(_loss(_lax_conv, (2, 2)), argnums=(0, 1))(x[i], w[i])
-        for g, r in zip(got, want):
+        for g, r in zip(got, want, strict=True):
             np.testing.assert_allclose(g[i, 0], r, rtol=1e-4, atol=1e-4)
 
 
