@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 from purerl.config import field_docs
 
@@ -22,6 +23,12 @@ LOOP_FLAGS = ("env", "num_seeds", "total_steps", "out", "seed", "resume", "progr
 HOST_PREFIXES = ("gymnasium:", "dmc:")
 # Options of make_host that a preset may set (dm_control: DrQ's conventions).
 ENV_OPTIONS = ("action_repeat", "frame_stack")
+
+
+def _rate(x):
+    """A throughput for humans: whole numbers, but slow (pixel) runs keep 3 digits."""
+    x = x or 0.0
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 class UsageError(Exception):
@@ -301,7 +308,7 @@ def _write_results(out, name, args, config, total_steps, eval_steps, eval_return
     print(plog.summary_table(eval_steps, eval_returns))
     print(f"final eval return: mean {np.mean(final):.1f}, min {np.min(final):.1f}, "
           f"max {np.max(final):.1f} over {args.num_seeds} seeds | "
-          f"{steps_per_second or 0:,.0f} env-steps/s | wall {wall:.1f}s "
+          f"{_rate(steps_per_second)} env-steps/s | wall {wall:.1f}s "
           f"+ compile {compile_seconds:.1f}s")
 
 
@@ -385,7 +392,9 @@ def _run_host(loop, args, options) -> int:
         returns = loop.evaluate(runner)
         compute_seconds += train_seconds
         row = {"block": block + 1}
-        with np.errstate(all="ignore"):
+        # A block without finished episodes has all-NaN episode stats: NaN, silently.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             for key, values in metrics.items():
                 values = np.asarray(values, dtype=float)
                 row[key] = (values[-1] if key == "env_steps"
