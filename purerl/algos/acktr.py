@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+import optax
 
 from purerl.algos import common
 from purerl.algos.a2c import advantages_and_targets
@@ -161,7 +161,7 @@ class Eigen(NamedTuple):
 
 class State(NamedTuple):
     params: dict  # {"actor": {"params": ...}, "critic": {"params": ...}}
-    velocity: jax.Array  # [num_params] last step Δθ (momentum), ravel_pytree order
+    velocity: dict  # like params: the last step Δθ (momentum)
     factors: dict  # like params, a KronFactors at each dense layer's path
     eigen: dict  # like factors, Eigen of the factors at the last decomposition
     iteration: jax.Array  # int32, updates done so far
@@ -318,7 +318,7 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
             "critic": critic.init(k_critic, obs),
         }
         factors, eigen = initial_factors(params)
-        velocity = jnp.zeros_like(ravel_pytree(params)[0])
+        velocity = jax.tree.map(jnp.zeros_like, params)
         return State(params, velocity, factors, eigen, jnp.int32(0))
 
     def act(state, obs, key, eval=False):
@@ -358,20 +358,21 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
 
         # K-FAC: u = (F̂ + εI)⁻¹ g, step η u with η capped by the trust region, momentum
         # restarted when K-FAC starts. Cold start: momentum SGD on the clipped gradient.
+        # Leaf by leaf, as one expression: flattening to a vector and selecting between
+        # two velocities cost more than this update's arithmetic.
         nat = natural_gradient(grads, eigen, cfg.damping)
-        flat, unravel = ravel_pytree(state.params)
-        g, u = ravel_pytree(grads)[0], ravel_pytree(nat)[0]
-        eta = trust_region_scale(u, g, lr, cfg.kl_clip / 2.0)
-        kfac_velocity = jnp.where(since == 0, 0.0, cfg.momentum * state.velocity) + (
-            (1.0 - cfg.momentum) * eta * u
-        )
-        grad_norm = jnp.linalg.norm(g)
+        eta = trust_region_scale(nat, grads, lr, cfg.kl_clip / 2.0)
+        grad_norm = optax.global_norm(grads)
         clip = jnp.minimum(1.0, cfg.max_grad_norm / (grad_norm + 1e-12))
-        cold_velocity = cfg.momentum * state.velocity + lr * clip * g
-        velocity = jnp.where(cold, cold_velocity, kfac_velocity)
-        params = unravel(flat - velocity)
+        keep = jnp.where(since == 0, 0.0, cfg.momentum)
+        scale_u = jnp.where(cold, 0.0, (1.0 - cfg.momentum) * eta)
+        scale_g = jnp.where(cold, lr * clip, 0.0)
+        velocity = jax.tree.map(lambda v, u, g: keep * v + scale_u * u + scale_g * g,
+                                state.velocity, nat, grads)
+        params = jax.tree.map(jnp.subtract, state.params, velocity)
 
-        quad = jnp.vdot(u, g)
+        quad = sum(jnp.vdot(u, g) for u, g in zip(
+            jax.tree.leaves(nat), jax.tree.leaves(grads), strict=True))
         metrics.update(
             {
                 "opt/grad_norm": grad_norm,
