@@ -58,12 +58,24 @@ def run_json(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> di
     return result
 
 
+def merge_rounds(results: list[dict]) -> dict:
+    """One row from several processes of one measurement: the process with the median
+    env-steps/s (its compile time, memory and return), plus every process's rate."""
+    ordered = sorted(results, key=lambda r: r["env_steps_per_second"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["rounds_env_steps_per_second"] = [round(r["env_steps_per_second"]) for r in results]
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--total-steps", type=int, default=200_000, help="env steps per seed")
     p.add_argument("--sb3-steps", type=int, default=50_000, help="env steps for SB3 (slow)")
     p.add_argument("--seeds", default="1,8,32", help="comma-separated seed counts")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="processes per measurement, alternating between implementations "
+                   "(the median process is reported)")
     p.add_argument("--peers", default="rejax,sb3", help="peers to run ('' for none)")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
@@ -79,15 +91,21 @@ def main(argv=None) -> int:
     for n in seeds:
         common = ["--num-seeds", str(n), "--total-steps", steps, "--repeats", reps]
         single = ["--no-vmap"] if n == 1 else []
-        rows.append({"config": "purerl", **run_json([py, "benchmarks/purerl_ppo.py", *common, *single])})
+        commands = {"purerl": [py, "benchmarks/purerl_ppo.py", *common, *single]}
         if n > 1 and cores > 1 and n % cores == 0:
-            rows.append({"config": f"purerl, seeds sharded over {cores} host devices",
-                         **run_json([py, "benchmarks/purerl_ppo.py", *common,
-                                     "--devices", str(cores)])})
+            commands[f"purerl, seeds sharded over {cores} host devices"] = [
+                py, "benchmarks/purerl_ppo.py", *common, "--devices", str(cores)]
         if "rejax" in peers:
-            rejax = ["benchmarks/.venvs/rejax/bin/python", "benchmarks/peers/rejax_ppo.py",
-                     *common, *single]
-            rows.append({"config": "rejax", **run_json(rejax)})
+            commands["rejax"] = ["benchmarks/.venvs/rejax/bin/python",
+                                 "benchmarks/peers/rejax_ppo.py", *common, *single]
+        # Rounds alternate the implementations, so that a slow spell of this shared
+        # machine hits all of them rather than one.
+        runs = {name: [] for name in commands}
+        for _ in range(args.rounds):
+            for name, cmd in commands.items():
+                runs[name].append(run_json(cmd))
+        rows.extend({"config": name, **merge_rounds(results)}
+                    for name, results in runs.items())
         if "sb3" in peers and n == 1:
             rows.append({"config": "sb3 (torch, 1 thread)", **run_json(
                 ["benchmarks/.venvs/sb3/bin/python", "benchmarks/peers/sb3_ppo.py",
@@ -112,6 +130,7 @@ def main(argv=None) -> int:
         "jax": jax.__version__,
         "total_steps_per_seed": args.total_steps,
         "repeats": args.repeats,
+        "rounds": args.rounds,
         "date": time.strftime("%Y-%m-%d"),
         "wall_seconds": round(time.time() - start, 1),
         "results": rows,
@@ -126,19 +145,23 @@ def main(argv=None) -> int:
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"{report['machine']['memory_gib']} GiB, no GPU; jax {report['jax']}; "
         f"{report['date']}. Command: `python benchmarks/run_throughput.py "
-        f"--total-steps {args.total_steps} --repeats {args.repeats}`.",
+        f"--total-steps {args.total_steps} --repeats {args.repeats} --rounds {args.rounds}`.",
         "",
         f"{report['config']}. Env-steps/s counts all seeds, excludes compilation, "
-        f"median of {args.repeats} timed runs.",
+        f"median of {args.repeats} timed runs per process; {args.rounds} process(es) "
+        "per row, run in rounds alternating between the implementations, the median "
+        "process reported (every process's rate in the last column).",
         "",
-        "| seeds | implementation | env-steps/s | compile s | peak RSS MiB | final return |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| seeds | implementation | env-steps/s | compile s | peak RSS MiB | final return "
+        "| all rounds |",
+        "|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         comp = "" if r["compile_seconds"] is None else f"{r['compile_seconds']:.1f}"
         ret = "" if r["final_return_mean"] is None else f"{r['final_return_mean']:.0f}"
         lines.append(f"| {r['num_seeds']} | {r['config']} | {r['env_steps_per_second']:,.0f} "
-                     f"| {comp} | {r['peak_rss_mb']:.0f} | {ret} |")
+                     f"| {comp} | {r['peak_rss_mb']:.0f} | {ret} "
+                     f"| {', '.join(f'{x:,}' for x in r.get('rounds_env_steps_per_second', []))} |")
     lines += ["", "Ratio (best purerl row / best row of the peer):", ""]
     for key, vals in ratios.items():
         for peer, v in vals.items():
