@@ -1,6 +1,6 @@
 """Wall time of one jitted ``agent.update`` call: ACKTR vs A2C, TRPO vs PPO.
 
-    python benchmarks/update_cost.py [--calls 50] [--period 10] [--out DIR]
+    python benchmarks/update_cost.py [--calls 50] [--loop-updates 200] [--out DIR]
 
 Each algorithm's ``jax.jit(agent.update)`` is compiled and warmed up, then called
 ``--calls`` times in sequence (each call's state feeds the next, as in training), each
@@ -14,13 +14,17 @@ critic), single seed, no vmap, random batches of the algorithm's rollout shape:
   epochs x 4 minibatches); TRPO on the same batch (skipped if ``purerl.algos.trpo``
   does not import).
 
-ACKTR's cost depends on whether a call eigendecomposes the K-FAC factors. Rows:
-``every call`` is the default config (``inverse_update_period=1``, baselines'
-``kfac_update=1``, which baselines runs *asynchronously* off the critical path);
-with ``inverse_update_period=P`` (``--period``) the table gives the worst call (one that
-decomposes), a call that does not, and the amortised cost: the mean over
-``--calls`` x P consecutive calls (= (worst + (P − 1) cheap) / P). ACKTR runs past its
-cold start (``cold_iter``) before timing, so every timed call is a K-FAC step.
+ACKTR's cost depends on whether a call refreshes the K-FAC curvature (the factors'
+running averages and their eigendecompositions). Rows: ``acktr`` is the default
+config, which refreshes every P = ``stats_update_period`` = ``inverse_update_period``
+updates; the per-call table gives its worst call (a refresh), a call that does not
+refresh, and the amortised cost over ``--calls`` x P consecutive calls
+(= (worst + (P − 1) cheap) / P). ``acktr (every update)`` is baselines' schedule
+(which baselines runs with the eigendecompositions *asynchronous*, off the critical
+path), run synchronously. ACKTR runs past its cold start (``cold_iter``) before timing,
+so every timed call is a K-FAC step. The in-training table (updates inside one compiled
+loop, as ``make_train`` runs them) is the one that measures training cost; it also
+has the K-FAC step with no refresh at all.
 
 OpenBLAS (which jax's CPU eigendecomposition calls through scipy's LAPACK) is set to
 one thread unless ``OPENBLAS_NUM_THREADS`` is given: on a busy 2-core machine its
@@ -157,16 +161,10 @@ def main(argv=None) -> int:
         "--calls",
         type=int,
         default=50,
-        help="timed calls per row (x --period for every row)",
+        help="timed calls per row (x the ACKTR refresh period for the A2C/ACKTR rows)",
     )
     p.add_argument("--warmup", type=int, default=10, help="untimed calls first")
-    p.add_argument(
-        "--period",
-        type=int,
-        default=10,
-        help="ACKTR stats / inverse update period of the periodic rows",
-    )
-    p.add_argument("--loop-updates", type=int, default=100,
+    p.add_argument("--loop-updates", type=int, default=200,
                    help="updates per compiled block in the in-training table")
     p.add_argument("--loop-repeats", type=int, default=7,
                    help="timed blocks per row in the in-training table (median)")
@@ -184,7 +182,8 @@ def main(argv=None) -> int:
         notes = []
 
     net = dict(hidden_sizes=(64, 64), activation="tanh")
-    P = args.period
+    P = acktr.Config().inverse_update_period
+    assert P == acktr.Config().stats_update_period, "rows assume one refresh period"
     rounds = args.calls * P
     rows = []
     start = time.time()
@@ -213,47 +212,40 @@ def main(argv=None) -> int:
             )
 
     T, B = 20, 16
+    never = dict(inverse_update_period=10**9, stats_update_period=10**9)
+    every = dict(inverse_update_period=1, stats_update_period=1)
+    # name -> (config overrides, refresh period, note)
     variants = {
-        "acktr": (dict(), None, "defaults: stats and eigendecomposition every update"),
-        f"acktr (eigh/{P})": (
-            dict(inverse_update_period=P),
-            P,
-            f"stats every update, eigendecomposition every {P}",
-        ),
-        f"acktr (stats+eigh/{P})": (
-            dict(inverse_update_period=P, stats_update_period=P),
-            P,
-            f"stats and eigendecomposition every {P} updates",
-        ),
+        "acktr": (dict(), P, f"defaults: factors and eigendecomposition every {P} "
+                  "updates"),
+        "acktr (every update)": (every, 1, "baselines' schedule, synchronous: factors "
+                                 "and eigendecomposition every update"),
     }
+    loop_variants = {
+        **variants,
+        "acktr (K-FAC step only)": (never, None, "factors and decomposition never "
+                                    "refreshed: the preconditioned step, trust region "
+                                    "and momentum alone"),
+    }
+    notes_by_name = {name: v[2] for name, v in loop_variants.items()}
+    notes_by_name.update({
+        "ppo": "4 epochs x 4 minibatches of 128",
+        "trpo": "TRPO's default CG, line search and value-fit settings",
+    })
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         base = dict(num_envs=B, num_steps=T, **net)
         todo = {"a2c": Row(a2c, a2c.Config(**base), env_id, T, B)}
         for name, (extra, period, _) in variants.items():
-            todo[name] = Row(
-                acktr, acktr.Config(**base, **extra), env_id, T, B, period=period or 1
-            )
-        record(
-            measure(todo, rounds, args.warmup),
-            env_id,
-            (T, B),
-            {name: v[2] for name, v in variants.items()},
-        )
+            todo[name] = Row(acktr, acktr.Config(**base, **extra), env_id, T, B,
+                             period=period)
+        record(measure(todo, rounds, args.warmup), env_id, (T, B), notes_by_name)
     T, B = 128, 4
     env_id = "CartPole-v1"
     base = dict(num_envs=B, num_steps=T, **net)
     todo = {"ppo": Row(ppo, ppo.Config(**base), env_id, T, B)}
     if trpo is not None:
         todo["trpo"] = Row(trpo, trpo.Config(**base), env_id, T, B)
-    record(
-        measure(todo, args.calls, args.warmup),
-        env_id,
-        (T, B),
-        {
-            "ppo": "4 epochs x 4 minibatches of 128",
-            "trpo": "TRPO's default CG, line search and value-fit settings",
-        },
-    )
+    record(measure(todo, args.calls, args.warmup), env_id, (T, B), notes_by_name)
 
     def ms(name, env_id, key="median_ms"):
         return next(r[key] for r in rows if r["algo"] == name and r["env"] == env_id)
@@ -261,42 +253,31 @@ def main(argv=None) -> int:
     ratios = {}
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         a = ms("a2c", env_id)
-        ratios[f"acktr/a2c {env_id}, defaults (every call)"] = ms("acktr", env_id) / a
-        for name in list(variants)[1:]:
-            for key, label in (
-                ("amortised_ms", "amortised"),
-                ("worst_ms", "worst call"),
-                ("cheap_ms", "cheapest call"),
-            ):
-                ratios[f"acktr/a2c {env_id}, {name[7:-1]} {label}"] = (
-                    ms(name, env_id, key) / a
-                )
+        for key, label in (("amortised_ms", "amortised"), ("worst_ms", "worst call"),
+                           ("cheap_ms", "cheapest call")):
+            ratios[f"per call: acktr/a2c {env_id}, defaults {label}"] = (
+                ms("acktr", env_id, key) / a)
+        ratios[f"per call: acktr (every update)/a2c {env_id}"] = (
+            ms("acktr (every update)", env_id) / a)
     if trpo is not None:
-        ratios["trpo/ppo CartPole-v1"] = ms("trpo", "CartPole-v1") / ms(
+        ratios["per call: trpo/ppo CartPole-v1"] = ms("trpo", "CartPole-v1") / ms(
             "ppo", "CartPole-v1"
         )
     # The same updates inside compiled loops, as training runs them.
     loop_rows, K = [], args.loop_updates
-    fixed = dict(inverse_update_period=10**9, stats_update_period=10**9)
-    loop_notes = {
-        "acktr": "defaults: stats and eigendecomposition every update",
-        f"acktr (eigh/{P})": f"stats every update, eigendecomposition every {P}",
-        f"acktr (stats+eigh/{P})": f"stats and eigendecomposition every {P} updates",
-        "acktr (K-FAC step only)": "factors and decomposition never refreshed: the "
-        "preconditioned step, trust region and momentum alone",
-        "ppo": "4 epochs x 4 minibatches of 128",
-        "trpo": "TRPO's default CG, line search and value-fit settings",
-    }
+    if K % P:
+        raise SystemExit(f"--loop-updates ({K}) must be a multiple of the ACKTR "
+                         f"refresh period ({P})")
     for env_id in ("CartPole-v1", "Pendulum-v1"):
         base = dict(num_envs=16, num_steps=20, **net)
         specs = {"a2c": (a2c, a2c.Config(**base))}
-        for name, (extra, _, _) in variants.items():
+        for name, (extra, _, _) in loop_variants.items():
             specs[name] = (acktr, acktr.Config(**base, **extra))
-        specs["acktr (K-FAC step only)"] = (acktr, acktr.Config(**base, **fixed))
         result = measure_in_loop(specs, env_id, 20, 16, K, args.loop_repeats)
         for name, v in result.items():
             loop_rows.append({"algo": name, "env": env_id, "batch": "16 envs x 20 steps",
-                              "ms_per_update": round(v, 4), "note": loop_notes.get(name, "")})
+                              "ms_per_update": round(v, 4),
+                              "note": notes_by_name.get(name, "")})
             print(f"in loop: {name:24s} {env_id:12s} {v:.3f} ms/update", flush=True)
         for name in list(specs)[1:]:
             ratios[f"in training: {name}/a2c {env_id}"] = result[name] / result["a2c"]
@@ -307,7 +288,7 @@ def main(argv=None) -> int:
                              args.loop_repeats)
     for name, v in result.items():
         loop_rows.append({"algo": name, "env": "CartPole-v1", "batch": "4 envs x 128 steps",
-                          "ms_per_update": round(v, 4), "note": loop_notes[name]})
+                          "ms_per_update": round(v, 4), "note": notes_by_name[name]})
     if trpo is not None:
         ratios["in training: trpo/ppo CartPole-v1"] = result["trpo"] / result["ppo"]
     ratios = {k: round(v, 3) for k, v in ratios.items()}
@@ -327,7 +308,7 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "command": command,
         "calls": args.calls,
-        "period": P,
+        "refresh_period": P,
         "warmup": args.warmup,
         "wall_seconds": round(time.time() - start, 1),
         "results": rows,
@@ -348,14 +329,17 @@ def main(argv=None) -> int:
         f"jax {report['jax']} ({report['backend']}); OPENBLAS_NUM_THREADS="
         f"{report['openblas_num_threads']}; {report['date']}. Command: `{command}`. "
         f"1-minute load average at the end: {report['load_average_1min_at_end']:.1f} "
-        "(the machine was shared), so absolute times are noisy; the rows of one block "
-        "were timed round-robin, call by call, so their ratios see the same load.",
+        "(this benchmark itself keeps about one core busy). The rows of one block were "
+        "timed round-robin, call by call (or block by block), so their ratios see the "
+        "same load.",
         "",
         "One `jax.jit(agent.update)` call, single seed, separate 64x64 tanh actor and "
         f"critic, random batches; {args.warmup} untimed calls (ACKTR: then its cold "
         f"start), then {rounds} timed calls per ACKTR/A2C row and {args.calls} per "
         "PPO/TRPO row, `jax.block_until_ready` inside the timed region, each call's "
-        "state fed to the next. Median per call. Periodic ACKTR rows: 'worst' is the "
+        "state fed to the next. Median per call; this includes jax's dispatch of every "
+        "input and output array, which for these small updates is about half of A2C's "
+        "call. Periodic ACKTR rows: 'worst' is the "
         "median of the calls that update or decompose the factors, 'cheap' the median "
         f"of the others, 'amortised' = (worst + {P - 1} cheap) / {P}.",
         "",

@@ -1,7 +1,8 @@
 """ACKTR experiment: python experiments/acktr.py [--env CartPole-v1] [--num-seeds 8] ...
 
 Actor-critic with a Kronecker-factored trust region, baselines' defaults (16 envs x 20
-steps, η_max 0.25, KL clip 0.001, momentum 0.9, K-FAC on actor and critic). Any Config
+steps, η_max 0.25, KL clip 0.001, momentum 0.9, K-FAC on actor and critic), except that
+the curvature is refreshed every 40 updates (see purerl.algos.acktr). Any Config
 field can be overridden on the command line (``--kl-clip 0.002``,
 ``--inverse-update-period 10``, ``--hidden-sizes 64,64``).
 """

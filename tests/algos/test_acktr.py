@@ -180,8 +180,9 @@ def test_when_runs_fn_only_for_members_that_ask():
 
 def test_factors_are_running_averages_and_symmetric_psd(cartpole, cartpole_update):
     """Cold start: the plain mean of the batches' factors; then, on stats updates
-    (every stats_update_period), decay·old + (1−decay)·new with new = fisher_factors
-    of the update's key; unchanged in between; always symmetric PSD."""
+    (every stats_update_period = T), d·old + (1−d)·new with d = stat_decay**T (the
+    decay is per update) and new = fisher_factors of the update's key; unchanged in
+    between; always symmetric PSD."""
     cfg, agent, update = cartpole_update
     actor, critic = networks(cfg, cartpole.spec)
     factors_of = jax.jit(acktr.fisher_factors, static_argnums=(4, 5))
@@ -189,6 +190,7 @@ def test_factors_are_running_averages_and_symmetric_psd(cartpole, cartpole_updat
     action = common.flat_action(batch.action, cartpole.spec)
     state = jax.jit(agent.init)(jax.random.key(0))
     expected = None
+    decay = cfg.stat_decay**cfg.stats_update_period
     for t in range(4):
         key = jax.random.key(10 + t)
         new = factors_of(
@@ -199,7 +201,7 @@ def test_factors_are_running_averages_and_symmetric_psd(cartpole, cartpole_updat
             expected = new
         elif since % cfg.stats_update_period == 0:
             expected = jax.tree.map(
-                lambda o, n: cfg.stat_decay * o + (1 - cfg.stat_decay) * n,
+                lambda o, n: decay * o + (1 - decay) * n,
                 expected,
                 new,
             )
