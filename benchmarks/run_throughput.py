@@ -92,6 +92,11 @@ def main(argv=None) -> int:
         common = ["--num-seeds", str(n), "--total-steps", steps, "--repeats", reps]
         single = ["--no-vmap"] if n == 1 else []
         commands = {"purerl": [py, "benchmarks/purerl_ppo.py", *common, *single]}
+        if n == 1:
+            # What purerl/prng.py's CPU lowering contributes: the same run on jax's own
+            # rolled-loop threefry (the peers run on that one).
+            commands["purerl, jax's rolled threefry (PURERL_ROLLED_THREEFRY=1)"] = (
+                commands["purerl"], {"PURERL_ROLLED_THREEFRY": "1"})
         if n > 1 and cores > 1 and n % cores == 0:
             commands[f"purerl, seeds sharded over {cores} host devices"] = [
                 py, "benchmarks/purerl_ppo.py", *common, "--devices", str(cores)]
@@ -103,7 +108,8 @@ def main(argv=None) -> int:
         runs = {name: [] for name in commands}
         for _ in range(args.rounds):
             for name, cmd in commands.items():
-                runs[name].append(run_json(cmd))
+                cmd, env = cmd if isinstance(cmd, tuple) else (cmd, None)
+                runs[name].append(run_json(cmd, env))
         rows.extend({"config": name, **merge_rounds(results)}
                     for name, results in runs.items())
         if "sb3" in peers and n == 1:
