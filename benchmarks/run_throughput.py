@@ -91,24 +91,25 @@ def main(argv=None) -> int:
     for n in seeds:
         common = ["--num-seeds", str(n), "--total-steps", steps, "--repeats", reps]
         single = ["--no-vmap"] if n == 1 else []
-        commands = {"purerl": [py, "benchmarks/purerl_ppo.py", *common, *single]}
+        # name -> (command, extra environment variables)
+        ours = [py, "benchmarks/purerl_ppo.py", *common, *single]
+        commands = {"purerl": (ours, None)}
         if n == 1:
             # What purerl/prng.py's CPU lowering contributes: the same run on jax's own
             # rolled-loop threefry (the peers run on that one).
             commands["purerl, jax's rolled threefry (PURERL_ROLLED_THREEFRY=1)"] = (
-                commands["purerl"], {"PURERL_ROLLED_THREEFRY": "1"})
+                ours, {"PURERL_ROLLED_THREEFRY": "1"})
         if n > 1 and cores > 1 and n % cores == 0:
-            commands[f"purerl, seeds sharded over {cores} host devices"] = [
-                py, "benchmarks/purerl_ppo.py", *common, "--devices", str(cores)]
+            commands[f"purerl, seeds sharded over {cores} host devices"] = (
+                [py, "benchmarks/purerl_ppo.py", *common, "--devices", str(cores)], None)
         if "rejax" in peers:
-            commands["rejax"] = ["benchmarks/.venvs/rejax/bin/python",
-                                 "benchmarks/peers/rejax_ppo.py", *common, *single]
+            commands["rejax"] = (["benchmarks/.venvs/rejax/bin/python",
+                                  "benchmarks/peers/rejax_ppo.py", *common, *single], None)
         # Rounds alternate the implementations, so that a slow spell of this shared
         # machine hits all of them rather than one.
         runs = {name: [] for name in commands}
         for _ in range(args.rounds):
-            for name, cmd in commands.items():
-                cmd, env = cmd if isinstance(cmd, tuple) else (cmd, None)
+            for name, (cmd, env) in commands.items():
                 runs[name].append(run_json(cmd, env))
         rows.extend({"config": name, **merge_rounds(results)}
                     for name, results in runs.items())
