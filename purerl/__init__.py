@@ -7,11 +7,14 @@
     runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
 """
 
-from purerl import prng
+from purerl import prng, xla
 
 # Straight-line threefry on CPU: the same random numbers, faster small draws (see
 # purerl/prng.py; PURERL_ROLLED_THREEFRY=1 keeps jax's lowering).
 prng.apply_default()
+# No concurrency-optimised XLA scheduling on CPU: small kernels run faster in sequence
+# (see purerl/xla.py; PURERL_XLA_DEFAULT_SCHEDULER=1 keeps XLA's default).
+XLA_FLAG_APPLIED = xla.apply_default()
 
 from purerl import algos, buffers, envs, loops, ops  # noqa: E402
 from purerl.loops import make_train  # noqa: E402
