@@ -22,6 +22,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from purerl.xla import ENV_VAR as DEFAULT_SCHEDULER, without_flag  # noqa: E402
 
 
 def machine() -> dict:
@@ -46,8 +49,10 @@ def machine() -> dict:
 
 def run_json(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
     print("$", " ".join(f"{k}={v}" for k, v in (env or {}).items()), " ".join(cmd), flush=True)
+    # Every process starts from XLA's default flags: purerl's processes add their own
+    # on import (purerl/xla.py), the peers must run as shipped.
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**without_flag(dict(os.environ)), **(env or {})})
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
         raise RuntimeError(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
@@ -99,9 +104,15 @@ def main(argv=None) -> int:
             # rolled-loop threefry (the peers run on that one).
             commands["purerl, jax's rolled threefry (PURERL_ROLLED_THREEFRY=1)"] = (
                 ours, {"PURERL_ROLLED_THREEFRY": "1"})
+        # What purerl/xla.py's flag contributes: purerl's fastest layout again with
+        # XLA's default (concurrency-optimised) CPU scheduling, the peers' one.
+        fastest = "purerl"
         if n > 1 and cores > 1 and n % cores == 0:
-            commands[f"purerl, seeds sharded over {cores} host devices"] = (
-                [py, "benchmarks/purerl_ppo.py", *common, "--devices", str(cores)], None)
+            ours = [py, "benchmarks/purerl_ppo.py", *common, "--devices", str(cores)]
+            fastest = f"purerl, seeds sharded over {cores} host devices"
+            commands[fastest] = (ours, None)
+        commands[f"{fastest}, XLA's default scheduler ({DEFAULT_SCHEDULER}=1)"] = (
+            ours, {DEFAULT_SCHEDULER: "1"})
         if "rejax" in peers:
             commands["rejax"] = (["benchmarks/.venvs/rejax/bin/python",
                                   "benchmarks/peers/rejax_ppo.py", *common, *single], None)

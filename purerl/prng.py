@@ -9,8 +9,9 @@ costs an XLA ``while`` loop: about 90 thunks, half of a CartPole rollout step. T
 straight-line form fuses into a few kernels. Measured here (2-core CPU, PPO on
 CartPole-v1, 1 seed, no vmap, processes alternating): 137.4k-138.1k env steps per
 second against 126.8k-130.5k with jax's lowering, about 6% more, with compile times
-within about a second of each other (benchmarks/results/ppo_throughput.md has both
-rows of the committed run).
+within about a second of each other. With purerl/xla.py's scheduler flag, on another
+VM, the committed run's medians were 135.5k against 92.7k
+(benchmarks/results/ppo_throughput.md has both rows).
 
 The random numbers are bit-identical: both lowerings compute the same 20 rounds
 (checked in ``tests/test_prng.py`` against the Threefry known-answer vectors and

@@ -143,10 +143,12 @@ def test_throughput_benchmark_runs(tmp_path):
                "--repeats", "1", "--peers", "", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ppo_throughput.json").read_text())
-    # One seed: purerl as shipped, and on jax's own rolled threefry lowering.
-    default, rolled = report["results"]
+    # One seed: purerl as shipped, on jax's own rolled threefry lowering, and with
+    # XLA's default CPU scheduler.
+    default, rolled, scheduler = report["results"]
     assert default["config"] == "purerl" and "PURERL_ROLLED_THREEFRY=1" in rolled["config"]
-    for row in (default, rolled):
+    assert "PURERL_XLA_DEFAULT_SCHEDULER=1" in scheduler["config"]
+    for row in (default, rolled, scheduler):
         assert row["framework"] == "purerl" and row["env_steps_per_second"] > 0
     assert (tmp_path / "ppo_throughput.md").exists()
 
