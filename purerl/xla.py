@@ -38,17 +38,22 @@ def apply_default() -> bool:
     current = os.environ.get("XLA_FLAGS", "")
     if FLAG_NAME in current:
         return False  # the user's own setting wins
-    from jax._src import xla_bridge
+    try:
+        from jax._src import xla_bridge
 
-    if xla_bridge.backends_are_initialized():
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        return False  # jax's internals moved: cannot tell, so leave XLA's flags alone
+    if started:
         return False  # XLA has read its flags already; setting them now does nothing
     os.environ["XLA_FLAGS"] = f"{current} {FLAG}".strip()
     return True
 
 
 def without_flag(environ: dict) -> dict:
-    """``environ`` with the flag removed from XLA_FLAGS if purerl put it there (for
-    subprocesses that must run with XLA's defaults, such as the peers' benchmarks)."""
+    """``environ`` with purerl's flag (``FLAG``, however it got there) removed from
+    XLA_FLAGS, for subprocesses that must run with XLA's defaults, such as the peers'
+    benchmarks."""
     flags = [f for f in environ.get("XLA_FLAGS", "").split() if f != FLAG]
     out = {k: v for k, v in environ.items() if k != "XLA_FLAGS"}
     if flags:
