@@ -34,14 +34,18 @@ def parse_args(argv=None):
 
 
 def config(total_steps):
+    """``(ppo.Config, RunConfig)``: the hyperparameters and the run's loop settings."""
+    import purerl
     from purerl.algos import ppo
 
-    return ppo.Config(
-        total_steps=total_steps, num_envs=4, num_steps=128, num_epochs=4,
-        num_minibatches=4, lr=2.5e-4, anneal_lr=False, gamma=0.99, gae_lambda=0.95,
-        clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01, max_grad_norm=0.5,
-        num_evals=1, num_eval_envs=8,
+    cfg = ppo.Config(
+        num_epochs=4, num_minibatches=4, lr=2.5e-4, anneal_lr=False, gamma=0.99,
+        gae_lambda=0.95, clip_eps=0.2, clip_value=True, vf_coef=0.5, ent_coef=0.01,
+        max_grad_norm=0.5,
     )
+    run = purerl.RunConfig(total_steps=total_steps, num_envs=4, num_steps=128,
+                           num_evals=1, num_eval_envs=8)
+    return cfg, run
 
 
 def main(argv=None):
@@ -55,8 +59,9 @@ def main(argv=None):
     import purerl
     from purerl.algos import ppo
 
-    cfg = config(args.total_steps)
-    timed = compile_and_time(purerl.make_train(ppo, purerl.envs.make("CartPole-v1"), cfg), args)
+    cfg, run = config(args.total_steps)
+    timed = compile_and_time(
+        purerl.make_train(ppo, purerl.envs.make("CartPole-v1"), cfg, run), args)
     runner, metrics, wall = timed["runner"], timed["metrics"], timed["wall"]
     walls, sharded = timed["walls"], timed["sharded"]
     compile_seconds = timed["compile_seconds"]

@@ -46,15 +46,19 @@ def parse_args(argv=None):
 
 
 def config(total_steps, learning_starts=LEARNING_STARTS, buffer_size=None):
+    """``(sac.Config, RunConfig)``: the hyperparameters and the run's loop settings."""
+    import purerl
     from purerl.algos import sac
 
-    return sac.Config(
-        total_steps=total_steps, num_envs=1, num_steps=1, gradient_steps=1,
-        batch_size=256, buffer_size=buffer_size or total_steps,
+    cfg = sac.Config(
+        gradient_steps=1, batch_size=256, buffer_size=buffer_size or total_steps,
         learning_starts=learning_starts, lr=1e-3, gamma=0.99, tau=0.005,
         init_alpha=1.0, target_entropy_scale=1.0, hidden_sizes=(256, 256),
-        activation="relu", num_evals=1, num_eval_envs=8,
+        activation="relu",
     )
+    run = purerl.RunConfig(total_steps=total_steps, num_envs=1, num_steps=1, num_evals=1,
+                           num_eval_envs=8)
+    return cfg, run
 
 
 def main(argv=None):
@@ -71,8 +75,9 @@ def main(argv=None):
     import purerl
     from purerl.algos import sac
 
-    cfg = config(args.total_steps, args.learning_starts, args.buffer_size)
-    timed = compile_and_time(purerl.make_train(sac, purerl.envs.make("Pendulum-v1"), cfg), args)
+    cfg, run = config(args.total_steps, args.learning_starts, args.buffer_size)
+    timed = compile_and_time(
+        purerl.make_train(sac, purerl.envs.make("Pendulum-v1"), cfg, run), args)
     runner, metrics, wall = timed["runner"], timed["metrics"], timed["wall"]
     walls, sharded = timed["walls"], timed["sharded"]
     compile_seconds = timed["compile_seconds"]

@@ -48,6 +48,23 @@ sys.path.insert(0, HERE)
 from run_throughput import machine  # noqa: E402
 
 
+def make_agent(algo, cfg, spec, T, B):
+    """``algo.make`` for rollouts of ``B`` envs x ``T`` steps: an annealed learning
+    rate decays over the updates of a run of the algorithm's default budget
+    (``algo.RUN.total_steps``) in such rollouts, as ``make_train`` would pass them."""
+    import dataclasses
+    import inspect
+
+    import purerl
+
+    run = dataclasses.replace(algo.RUN, num_envs=B, num_steps=T)
+    purerl.loops.check_compatible(algo, spec, cfg, run)
+    kwargs = {}
+    if "num_updates" in inspect.signature(algo.make).parameters:
+        kwargs["num_updates"] = purerl.loops.schedule(run).num_updates
+    return algo.make(cfg, spec, **kwargs)
+
+
 class Row:
     """One measured configuration: a jitted update, its state, batch and keys."""
 
@@ -58,7 +75,7 @@ class Row:
         from purerl.testing import random_batch
 
         env = purerl.envs.make(env_id)
-        agent = algo.make(cfg, env.spec)
+        agent = make_agent(algo, cfg, env.spec, T, B)
         self.update = jax.jit(agent.update)
         self.state = agent.init(jax.random.key(0))
         self.batch = jax.block_until_ready(
@@ -138,7 +155,7 @@ def measure_in_loop(specs: dict, env_id, T, B, updates: int, repeats: int) -> di
     keys = jax.random.split(jax.random.key(2), updates)
     rows = {}
     for name, (algo, cfg) in specs.items():
-        agent = algo.make(cfg, env.spec)
+        agent = make_agent(algo, cfg, env.spec, T, B)
 
         def block(state, batches, keys, agent=agent):
             step = lambda s, bk: (agent.update(s, *bk)[0], None)  # noqa: E731
@@ -233,7 +250,7 @@ def main(argv=None) -> int:
         "trpo": "TRPO's default CG, line search and value-fit settings",
     })
     for env_id in ("CartPole-v1", "Pendulum-v1"):
-        base = dict(num_envs=B, num_steps=T, **net)
+        base = net  # the rollout shape (T, B) is the batch's, not the Config's
         todo = {"a2c": Row(a2c, a2c.Config(**base), env_id, T, B)}
         for name, (extra, period, _) in variants.items():
             todo[name] = Row(acktr, acktr.Config(**base, **extra), env_id, T, B,
@@ -241,7 +258,7 @@ def main(argv=None) -> int:
         record(measure(todo, rounds, args.warmup), env_id, (T, B), notes_by_name)
     T, B = 128, 4
     env_id = "CartPole-v1"
-    base = dict(num_envs=B, num_steps=T, **net)
+    base = net
     todo = {"ppo": Row(ppo, ppo.Config(**base), env_id, T, B)}
     if trpo is not None:
         todo["trpo"] = Row(trpo, trpo.Config(**base), env_id, T, B)
@@ -269,7 +286,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--loop-updates ({K}) must be a multiple of the ACKTR "
                          f"refresh period ({P})")
     for env_id in ("CartPole-v1", "Pendulum-v1"):
-        base = dict(num_envs=16, num_steps=20, **net)
+        base = net
         specs = {"a2c": (a2c, a2c.Config(**base))}
         for name, (extra, _, _) in loop_variants.items():
             specs[name] = (acktr, acktr.Config(**base, **extra))
@@ -281,9 +298,9 @@ def main(argv=None) -> int:
             print(f"in loop: {name:24s} {env_id:12s} {v:.3f} ms/update", flush=True)
         for name in list(specs)[1:]:
             ratios[f"in training: {name}/a2c {env_id}"] = result[name] / result["a2c"]
-    specs = {"ppo": (ppo, ppo.Config(num_envs=4, num_steps=128, **net))}
+    specs = {"ppo": (ppo, ppo.Config(**net))}
     if trpo is not None:
-        specs["trpo"] = (trpo, trpo.Config(num_envs=4, num_steps=128, **net))
+        specs["trpo"] = (trpo, trpo.Config(**net))
     result = measure_in_loop(specs, "CartPole-v1", 128, 4, max(K // 4, 1),
                              args.loop_repeats)
     for name, v in result.items():

@@ -17,7 +17,7 @@ from purerl import experiment  # noqa: E402
 from purerl.algos import a2c  # noqa: E402
 
 PRESETS = {
-    # SB3 zoo's CartPole setting drops the entropy bonus (ALGORITHMS.md §3).
+    # SB3 zoo's CartPole setting drops the entropy bonus (rl-baselines3-zoo hyperparams/a2c.yml).
     "CartPole-v1": dict(total_steps=1_000_000, ent_coef=0.0),
     "Acrobot-v1": dict(total_steps=1_000_000),
 }

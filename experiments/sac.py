@@ -21,7 +21,7 @@ from purerl import experiment  # noqa: E402
 from purerl.algos import sac  # noqa: E402
 
 PRESETS = {
-    # SB3 zoo's Pendulum setting: lr 1e-3, 20k steps (ALGORITHMS.md §9: −157 ± 89).
+    # SB3 zoo's Pendulum setting: lr 1e-3, 20k steps (rl-baselines3-zoo's benchmark: −157 ± 89).
     "Pendulum-v1": dict(total_steps=20_000, lr=1e-3),
     "MountainCarContinuous-v0": dict(total_steps=50_000),
     # dm_control from states on the host, PlaNet/DrQ's action repeat 8 for cartpole:

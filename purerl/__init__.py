@@ -3,7 +3,7 @@
     import jax, purerl
     from purerl.algos import ppo
     env = purerl.envs.make("CartPole-v1")
-    train = purerl.make_train(ppo, env, ppo.Config())
+    train = purerl.make_train(ppo, env, ppo.Config(), purerl.RunConfig(total_steps=100_000))
     runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
 """
 
@@ -16,9 +16,11 @@ prng.apply_default()
 # (see purerl/xla.py; PURERL_XLA_DEFAULT_SCHEDULER=1 keeps XLA's default).
 XLA_FLAG_APPLIED = xla.apply_default()
 
-from purerl import algos, buffers, envs, loops, ops  # noqa: E402
+from purerl import algos, buffers, envs, loops, memory, ops, snapshot  # noqa: E402
+from purerl.config import RunConfig  # noqa: E402
 from purerl.loops import make_train  # noqa: E402
 from purerl.trainer import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["make_train", "Trainer", "envs", "ops", "algos", "buffers", "loops"]
+__all__ = ["make_train", "Trainer", "RunConfig", "envs", "ops", "algos", "buffers",
+           "loops", "memory", "snapshot"]

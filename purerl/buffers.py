@@ -137,6 +137,19 @@ def _check_items(data: PyTree, items: PyTree, flat: bool, what: str) -> PyTree:
     return items
 
 
+def _capacity_and_count(state, new: PyTree, what: str, count: str) -> tuple[int, int]:
+    """The ring's capacity and the leading size of ``new``, which must agree across
+    its leaves and fit in the ring."""
+    capacity = jax.tree.leaves(state.data)[0].shape[0]
+    counts = {leaf.shape[0] for leaf in jax.tree.leaves(new)}
+    if len(counts) != 1:
+        raise ValueError(f"{what} leaves disagree on {count}: {counts}")
+    (n,) = counts
+    if n > capacity:
+        raise ValueError(f"cannot add {n} {what} to a buffer of capacity {capacity}")
+    return capacity, n
+
+
 # ---- flat items ----
 
 
@@ -178,13 +191,7 @@ def flat_add(state: FlatState, items: PyTree) -> FlatState:
         the leaf), or when ``n > capacity``.
     """
     items = _check_items(state.data, items, flat=True, what="items")
-    capacity = jax.tree.leaves(state.data)[0].shape[0]
-    counts = {leaf.shape[0] for leaf in jax.tree.leaves(items)}
-    if len(counts) != 1:
-        raise ValueError(f"items leaves disagree on the batch size n: {counts}")
-    (n,) = counts
-    if n > capacity:
-        raise ValueError(f"cannot add n={n} items to a buffer of capacity {capacity}")
+    capacity, n = _capacity_and_count(state, items, "items", "the batch size n")
     # n <= capacity, so the n slots are distinct and no write clobbers another.
     index = (state.pos + jnp.arange(n, dtype=jnp.int32)) % capacity
     data = jax.tree.map(lambda d, x: d.at[index].set(x), state.data, items)
@@ -277,6 +284,28 @@ def seq_add(state: SeqState, step: PyTree) -> SeqState:
         data=jax.tree.map(write, state.data, step),
         pos=(state.pos + 1) % capacity,
         size=jnp.minimum(state.size + 1, capacity).astype(jnp.int32),
+    )
+
+
+def seq_extend(state: SeqState, steps: PyTree) -> SeqState:
+    """Write ``T`` consecutive time steps of every env: ``seq_add`` for each of them
+    in order, as one scatter.
+
+    Args:
+      state: the buffer.
+      steps: pytree like the example step, leaves ``[T, num_envs, *step_shape]``
+        with the stored dtype; ``T`` is static and at most ``capacity``.
+
+    Returns:
+      The buffer with the steps written at ``pos, pos + 1, ...`` modulo capacity.
+    """
+    capacity, t = _capacity_and_count(state, steps, "steps", "the number of steps T")
+    _check_items(state.data, jax.tree.map(lambda x: x[0], steps), flat=False, what="steps")
+    index = (state.pos + jnp.arange(t, dtype=jnp.int32)) % capacity
+    return SeqState(
+        data=jax.tree.map(lambda d, x: d.at[index].set(x.astype(d.dtype)), state.data, steps),
+        pos=(state.pos + t) % capacity,
+        size=jnp.minimum(state.size + t, capacity).astype(jnp.int32),
     )
 
 

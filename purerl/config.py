@@ -71,3 +71,42 @@ def field_docs(cls) -> dict[str, str]:
         ):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+@config
+class RunConfig:
+    """How a run is driven, apart from the algorithm's hyperparameters: the budget,
+    the env counts, evaluation and observation normalisation. Each algorithm module
+    has its paper's default as ``RUN``; ``make_train(algo, env, config, run)`` and
+    ``Trainer`` take one, and the experiment scripts set it from ``--total-steps``,
+    ``--num-envs`` and the other loop flags."""
+
+    total_steps: int = 500_000
+    """Env steps per seed, all training envs together. A run does the steps it reports:
+    the budget is rounded down to whole evaluation blocks (see loops.schedule)."""
+    num_envs: int = 4
+    """Parallel training envs per seed."""
+    num_steps: int = 128
+    """Env steps per env per iteration: the rollout length of on-policy algorithms;
+    for replay-based ones, the env steps between training rounds (train every
+    num_envs * num_steps env steps). Episodic algorithms (REINFORCE) ignore it."""
+    num_evals: int = 20
+    """Evaluations over the run, the last one at the end."""
+    num_eval_envs: int = 8
+    """Evaluation episodes per evaluation (one per eval env, policy in eval mode)."""
+    normalize_obs: bool = False
+    """Standardise observations with running statistics (an env wrapper)."""
+
+    def __post_init__(self):
+        for name in ("total_steps", "num_envs", "num_steps", "num_evals", "num_eval_envs"):
+            check_range(self, name, 1)
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per iteration: num_envs * num_steps."""
+        return self.num_envs * self.num_steps
+
+
+def replace(obj, **changes):
+    """``dataclasses.replace`` for configs (validated again)."""
+    return dataclasses.replace(obj, **changes)

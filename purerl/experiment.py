@@ -14,12 +14,11 @@ import json
 import os
 import sys
 import time
-import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from purerl.config import field_docs
+from purerl.config import RunConfig, field_docs
 
-LOOP_FLAGS = ("env", "num_seeds", "total_steps", "out", "seed", "resume", "progress",
-              "pixels", "action_repeat", "frame_stack")
 HOST_PREFIXES = ("gymnasium:", "dmc:")
 # Options of make_host that a preset may set (dm_control: DrQ's conventions).
 ENV_OPTIONS = ("action_repeat", "frame_stack")
@@ -58,6 +57,10 @@ def _parse_tuple(text: str) -> tuple:
         ) from None
 
 
+def _parse_names(text: str) -> tuple:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
 def _field_type(field, default):
     if isinstance(default, bool):
         return _parse_bool, "BOOL"
@@ -78,14 +81,26 @@ def build_parser(algo, default_env: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--env", default=default_env, help="environment id")
     parser.add_argument("--num-seeds", type=int, default=8, help="seeds, vmapped")
-    parser.add_argument("--total-steps", type=int, default=None,
-                        help="env steps per seed (default: the env preset's)")
     parser.add_argument("--out", default=None, help="run directory")
     parser.add_argument("--seed", type=int, default=0, help="master PRNG seed")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint in --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    phases = parser.add_argument_group(
+        "phases and snapshots (every run writes its agents to <out>/snapshot)")
+    names = list(getattr(algo, "PHASES", {}))
+    if names:
+        phases.add_argument("--phase", choices=[*names, "both"], default=None,
+                            help=f"run one phase of {name}'s protocol, or 'both' "
+                                 f"({' then '.join(names)}, into <out>/<phase>)")
+    phases.add_argument("--snapshot", default=None, metavar="DIR",
+                        help="start the agents from this snapshot (fresh memory)")
+    phases.add_argument("--restore", type=_parse_names, default=None, metavar="GROUPS",
+                        help="with --snapshot: the parameter groups taken from it "
+                             "(default: all)")
+    phases.add_argument("--freeze", type=_parse_names, default=(), metavar="GROUPS",
+                        help="parameter groups that no update changes")
     host = parser.add_argument_group(
         "host environments (--env gymnasium:<id> or dmc:<domain>-<task>)")
     host.add_argument("--pixels", action="store_true",
@@ -95,22 +110,23 @@ def build_parser(algo, default_env: str) -> argparse.ArgumentParser:
     host.add_argument("--frame-stack", type=int, default=None,
                       help="dm_control: stack the last frames (default: the preset's, "
                            "or 3 with --pixels, 1 without)")
-    docs = field_docs(algo.Config)
-    defaults = algo.Config()
-    for field in dataclasses.fields(algo.Config):
-        if field.name == "total_steps":
-            continue
+    run = parser.add_argument_group(
+        "run (RunConfig: budget, env counts, evaluation; default: the env preset's, "
+        "else the algorithm's RUN)")
+    _add_fields(run, RunConfig, algo.RUN)
+    _add_fields(parser.add_argument_group("hyperparameters (Config)"), algo.Config,
+                algo.Config())
+    return parser
+
+
+def _add_fields(group, cls, defaults) -> None:
+    docs = field_docs(cls)
+    for field in dataclasses.fields(cls):
         default = getattr(defaults, field.name)
         kind, metavar = _field_type(field, default)
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=field.name,
-            type=kind,
-            default=None,
-            metavar=metavar,
-            help=f"{docs.get(field.name, '')} (default: {default})",
-        )
-    return parser
+        group.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=kind,
+                           default=None, metavar=metavar,
+                           help=f"{docs.get(field.name, '')} (default: {default})")
 
 
 def _preset(args, presets: dict) -> dict:
@@ -137,15 +153,25 @@ def env_options(args, presets: dict) -> dict:
 
 
 def resolve_config(algo, args, presets: dict):
-    """Config = algorithm defaults <- env preset <- command-line flags."""
-    values = {k: v for k, v in _preset(args, presets).items() if k not in ENV_OPTIONS}
-    for field in dataclasses.fields(algo.Config):
-        given = getattr(args, field.name, None)
+    """``(Config, RunConfig)`` = defaults (``Config()``, ``algo.RUN``) <- env preset <-
+    command-line flags; a preset key that is neither is an error."""
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    config_fields = {f.name for f in dataclasses.fields(algo.Config)}
+    values, run_values = {}, {}
+    for key, value in _preset(args, presets).items():
+        if key in ENV_OPTIONS:
+            continue
+        if key in run_fields:
+            run_values[key] = value
+        elif key in config_fields:
+            values[key] = value
+        else:
+            raise ValueError(f"preset for {args.env} sets unknown field {key!r}")
+    for name in config_fields | run_fields:
+        given = getattr(args, name, None)
         if given is not None:
-            values[field.name] = given
-    if args.total_steps is not None:
-        values["total_steps"] = args.total_steps
-    return algo.Config(**values)
+            (run_values if name in run_fields else values)[name] = given
+    return algo.Config(**values), dataclasses.replace(algo.RUN, **run_values)
 
 
 def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> int:
@@ -162,19 +188,40 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
             raise UsageError(
                 "--pixels, --action-repeat and --frame-stack are host-env options "
                 "(--env dmc:<domain>-<task>)")
-        try:
-            config = resolve_config(algo, args, presets)
-            if host:
-                options = env_options(args, presets)
-                loop = _host_loop(algo, config, args, options)
+        out = _out_path(args, algo.__name__.rsplit(".", 1)[-1])
+        start = args.snapshot
+        for phase_name, phase in _phases(algo, args):
+            phase_args = argparse.Namespace(**vars(args))
+            if phase_name and getattr(args, "phase", None) == "both":
+                phase_args.out = os.path.join(out, phase_name)
             else:
-                env = purerl.envs.make(args.env)
-                purerl.loops.check_compatible(algo, env, config)
-        except (ValueError, TypeError) as e:
-            raise UsageError(str(e)) from None
-        if host:
-            return _run_host(loop, args, options)
-        return _run(algo, env, config, args)
+                phase_args.out = out
+            try:
+                config, run = resolve_config(algo, args, presets)
+                config = dataclasses.replace(config, **phase.config)
+                freeze = tuple(phase.freeze) + tuple(args.freeze)
+                if host:
+                    driver = _host_driver(algo, config, run, phase_args,
+                                          env_options(args, presets), freeze)
+                else:
+                    driver = _jit_driver(algo, purerl.envs.make(args.env), config, run,
+                                         phase_args, freeze)
+                if phase.from_snapshot and start is None:
+                    raise ValueError(
+                        f"--phase {phase_name} starts from a snapshot: give --snapshot DIR "
+                        f"(the snapshot/ directory of an earlier phase's run)")
+                if start is not None and not args.resume:
+                    purerl.snapshot.check(start, algo, driver.spec)
+            except (ValueError, TypeError) as e:
+                raise UsageError(str(e)) from None
+            restore = args.restore if args.restore is not None else phase.restore
+            status = _run(driver, algo, config, run, phase_args,
+                          start=None if args.resume else start, restore=restore,
+                          phase=phase_name)
+            if status:
+                return status
+            start = os.path.join(phase_args.out, "snapshot")
+        return 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -187,6 +234,20 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         print(f"error: {type(e).__name__}: {e} (PURERL_TRACEBACK=1 for a traceback)",
               file=sys.stderr)
         return 1
+
+
+def _phases(algo, args) -> list:
+    """``[(name, Phase)]`` to run: one phase, both in order, or (no --phase) one
+    unnamed phase that starts from --snapshot if given."""
+    from purerl.snapshot import Phase
+
+    phases = getattr(algo, "PHASES", {})
+    chosen = getattr(args, "phase", None)
+    if chosen is None:
+        return [(None, Phase(from_snapshot=args.snapshot is not None))]
+    if chosen == "both":
+        return list(phases.items())
+    return [(chosen, phases[chosen])]
 
 
 def _first(x) -> int:
@@ -216,69 +277,161 @@ def _start(args, ckpt_dir: str, metrics_path: str, runner):
     return runner, history
 
 
-def _run(algo, env, config, args) -> int:
+class Driver(NamedTuple):
+    """One run loop for both kinds of env: ``block(runner, on_iteration)`` runs one
+    evaluation block and returns ``(runner, metrics)`` (numpy, seed axis first)."""
+
+    init: Callable  # key -> runner
+    prepare: Callable  # (runner, resumed: bool, blocks_done: int) -> runner (compiles)
+    block: Callable  # (runner, on_iteration) -> (runner, metrics)
+    schedule: Any  # loops.Schedule
+    compile_seconds: Callable  # () -> seconds, after prepare (host: the first iteration)
+    uncounted_steps: Callable  # () -> env steps per seed of compiling iterations
+    close: Callable
+    extra: dict  # more fields for results.json
+    spec: Any  # the env's EnvSpec
+
+
+def _jit_driver(algo, env, config, run, args, freeze=()) -> Driver:
+    import jax
+
+    import purerl
+
+    trainer = purerl.Trainer(algo, env, config, run, num_seeds=args.num_seeds,
+                             freeze=freeze)
+
+    def prepare(runner, resumed, blocks_done):
+        if resumed and trainer.sharding is not None:
+            runner = jax.device_put(runner, trainer.sharding)
+        trainer.compile(runner)
+        return runner
+
+    def block(runner, on_iteration):
+        runner, metrics = trainer.run(runner, 1)
+        jax.block_until_ready(runner)
+        return runner, jax.tree.map(lambda x: x[0], metrics)
+
+    return Driver(lambda key: trainer.init(key), prepare, block, trainer.schedule,
+                  lambda: trainer.compile_seconds, lambda: 0, lambda: None, {}, env.spec)
+
+
+def _host_driver(algo, config, run, args, options, freeze=()) -> Driver:
+    """Host envs (``num_seeds * num_envs`` for training, ``num_seeds * num_eval_envs``
+    for evaluation, seeded apart) and the ``HostLoop`` that drives them. Resuming
+    restores the agents (replay included), keys and counters exactly; the host envs
+    cannot be checkpointed, so their episodes restart at the resume."""
+    import time as _time
+
+    import purerl
+
+    seeds, env_kw = args.num_seeds, _dmc_only(args, options)
+    train = purerl.envs.make_host(args.env, seeds * run.num_envs, seed=args.seed * 100_003,
+                                  **env_kw)
+    evaluation = purerl.envs.make_host(args.env, seeds * run.num_eval_envs,
+                                       seed=args.seed * 100_003 + 50_000, **env_kw)
+    loop = purerl.loops.HostLoop(algo, train, config, run, num_seeds=seeds,
+                                 eval_env=evaluation, freeze=freeze)
+    timing = {"compile": 0.0, "first": True}
+
+    def prepare(runner, resumed, blocks_done):
+        if resumed:  # fresh episodes, seeded apart from the interrupted ones
+            loop.reset(seed=args.seed * 100_003 + 1_000 * (blocks_done + 1))
+        return runner
+
+    def block(runner, on_iteration):
+        start = _time.perf_counter()
+
+        def first_done(i, metrics):
+            # This invocation's first iteration compiles act and learn: timed apart.
+            if timing["first"]:
+                timing["compile"] = _time.perf_counter() - start
+                timing["first"] = False
+                on_iteration(timing["compile"])
+
+        return loop.block(runner, callback=first_done)
+
+    def close():
+        train.close()
+        evaluation.close()
+
+    return Driver(loop.init, prepare, block, loop.schedule, lambda: timing["compile"],
+                  lambda: run.batch_size, close, {"env_options": options, "host": True},
+                  train.spec)
+
+
+def _run(driver: Driver, algo, config, run, args, start=None, restore=None,
+         phase=None) -> int:
+    """The experiment loop: blocks, metrics.jsonl, progress, checkpoints, results, and
+    the agents' snapshot at the end. ``start``: a snapshot to start the agents from
+    (parameter groups ``restore``, all if None)."""
     import jax
     import numpy as np
 
-    import purerl
-    from purerl import checkpoint
+    from purerl import checkpoint, snapshot
     from purerl import logging as plog
 
     name = algo.__name__.rsplit(".", 1)[-1]
     out = _run_dir(args, name)
     ckpt_dir = os.path.join(out, "checkpoint")
     metrics_path = os.path.join(out, "metrics.jsonl")
+    sched = driver.schedule
+    runner = driver.init(jax.random.key(args.seed))
+    if start is not None:
+        try:
+            saved = snapshot.load(start, runner.agent, algo, driver.spec)
+            runner = runner._replace(agent=snapshot.restore_groups(runner.agent, saved,
+                                                                   restore))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    runner, history = _start(args, ckpt_dir, metrics_path, runner)
+    start_block = len(history)
+    print(f"{name} on {args.env}{' ' + str(driver.extra['env_options']) if driver.extra else ''}"
+          f": {args.num_seeds} seeds x {sched.total_steps} env steps, {sched.num_evals} "
+          f"evaluations -> {out}")
+    runner = driver.prepare(runner, args.resume, start_block)
+    if driver.compile_seconds():
+        print(f"compiled in {driver.compile_seconds():.1f}s")
 
-    trainer = purerl.Trainer(algo, env, config, num_seeds=args.num_seeds)
-    runner, history = _start(args, ckpt_dir, metrics_path,
-                             trainer.init(jax.random.key(args.seed)))
-    if args.resume and trainer.sharding is not None:
-        runner = jax.device_put(runner, trainer.sharding)
-
-    print(f"{name} on {args.env}: {args.num_seeds} seeds x {trainer.schedule.total_steps} "
-          f"env steps, {trainer.schedule.num_evals} evaluations -> {out}")
-    trainer.compile(runner)
-    print(f"compiled in {trainer.compile_seconds:.1f}s")
-
-    compute_seconds = 0.0
-
-    def on_block(index, metrics):
+    compute_seconds, excluded = 0.0, [0.0]
+    loop_start = time.perf_counter()
+    for index in range(start_block, sched.num_evals):
+        t0 = time.perf_counter()
+        runner, metrics = driver.block(runner, lambda seconds: excluded.__setitem__(0, seconds))
+        compute_seconds += time.perf_counter() - t0
         row = {"block": index + 1, **{k: np.asarray(v) for k, v in metrics.items()}}
         plog.write_jsonl(metrics_path, [row])
         history.append(plog.to_python(row))
-
-    steps_before = np.asarray(runner.env_steps).astype(np.int64).sum()
-    start = time.perf_counter()
-    remaining = trainer.num_blocks - int(np.asarray(runner.block).reshape(-1)[0])
-    for _ in range(remaining):
-        t0 = time.perf_counter()
-        runner, _ = trainer.run(runner, 1, progress=False, callback=on_block)
-        jax.block_until_ready(runner)
-        compute_seconds += time.perf_counter() - t0
-        done = len(history)
         if args.progress:
             last = np.asarray(history[-1]["eval/return"], dtype=float)
-            print(f"\r[{done:>3}/{trainer.num_blocks}] step {_first(history[-1]['env_steps']):>9} "
-                  f"eval return {last.mean():8.1f} ± {last.std():6.1f}", end="", flush=True,
-                  file=sys.stderr)
-        if done % 5 == 0 or done == trainer.num_blocks:
-            checkpoint.save(ckpt_dir, runner, step=done)
+            print(f"\r[{index + 1:>3}/{sched.num_evals}] step "
+                  f"{_first(history[-1]['env_steps']):>9} eval return {last.mean():8.1f} "
+                  f"± {last.std():6.1f}", end="", flush=True, file=sys.stderr)
+        if (index + 1) % 5 == 0 or index + 1 == sched.num_evals:
+            checkpoint.save(ckpt_dir, runner, step=index + 1)
     if args.progress:
         print(file=sys.stderr)
-    wall = time.perf_counter() - start
-
+    compile_seconds = driver.compile_seconds()
+    compute_seconds -= excluded[0]  # host: the compiling first iteration
+    wall = time.perf_counter() - loop_start - excluded[0]
+    blocks = sched.num_evals - start_block
+    ran = (blocks * sched.steps_per_eval - driver.uncounted_steps()) * args.num_seeds
+    if sched.iterations_per_eval == 0 and blocks:  # episodic: steps vary per seed
+        ran = int(np.sum(history[-1]["env_steps"])) - (
+            int(np.sum(history[start_block - 1]["env_steps"])) if start_block else 0)
     eval_steps = [_first(h["env_steps"]) for h in history]
-    eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1)) for h in history]
-    # This invocation's env steps, all seeds (episodic rollouts vary per seed).
-    ran_steps = int(np.asarray(runner.env_steps).astype(np.int64).sum() - steps_before)
-    _write_results(out, name, args, config, trainer.schedule.total_steps, eval_steps,
-                   eval_returns, wall, trainer.compile_seconds,
-                   ran_steps / compute_seconds if compute_seconds else None)
+    eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1))
+                    for h in history]
+    _write_results(out, name, args, config, run, sched.total_steps, eval_steps,
+                   eval_returns, wall, compile_seconds,
+                   ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
+                   extra={**driver.extra, "phase": phase, "snapshot_from": start})
+    snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
+    driver.close()
     return 0
 
 
-def _write_results(out, name, args, config, total_steps, eval_steps, eval_returns, wall,
-                   compile_seconds, steps_per_second, extra=None) -> None:
+def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_returns,
+                   wall, compile_seconds, steps_per_second, extra=None) -> None:
     """``results.json`` + ``curve.png`` and the closing summary (DESIGN.md format)."""
     import numpy as np
 
@@ -298,6 +451,7 @@ def _write_results(out, name, args, config, total_steps, eval_steps, eval_return
         "compile_seconds": compile_seconds,
         "env_steps_per_second": steps_per_second,
         "config": dataclasses.asdict(config),
+        "run": dataclasses.asdict(run),
         "versions": plog.versions(),
         "resumed": bool(args.resume),
         **(extra or {}),
@@ -312,26 +466,16 @@ def _write_results(out, name, args, config, total_steps, eval_steps, eval_return
           f"+ compile {compile_seconds:.1f}s")
 
 
-def _run_dir(args, name: str) -> str:
-    out = args.out or os.path.join(
+def _out_path(args, name: str) -> str:
+    return args.out or os.path.join(
         "runs", f"{args.env.replace(':', '_')}__{name}__{time.strftime('%Y%m%d-%H%M%S')}"
     )
+
+
+def _run_dir(args, name: str) -> str:
+    out = _out_path(args, name)
     os.makedirs(out, exist_ok=True)
     return out
-
-
-def _host_loop(algo, config, args, options):
-    """Host envs (``num_seeds * num_envs`` for training, ``num_seeds * num_eval_envs``
-    for evaluation, seeded apart) and the ``HostLoop`` that drives them."""
-    import purerl
-
-    seeds = args.num_seeds
-    train = purerl.envs.make_host(args.env, seeds * config.num_envs,
-                                  seed=args.seed * 100_003, **_dmc_only(args, options))
-    evaluation = purerl.envs.make_host(args.env, seeds * config.num_eval_envs,
-                                       seed=args.seed * 100_003 + 50_000,
-                                       **_dmc_only(args, options))
-    return purerl.loops.HostLoop(algo, train, config, num_seeds=seeds, eval_env=evaluation)
 
 
 def _dmc_only(args, options) -> dict:
@@ -341,86 +485,3 @@ def _dmc_only(args, options) -> dict:
         raise ValueError("--pixels, --action-repeat and --frame-stack are dm_control "
                          "options (--env dmc:<domain>-<task>)")
     return {}
-
-
-def _run_host(loop, args, options) -> int:
-    """The experiment loop on host envs: the same outputs as ``_run``.
-
-    Resuming restores the agents (replay included), keys and counters exactly; the
-    host envs cannot be checkpointed, so their episodes restart at the resume.
-    """
-    import jax
-    import numpy as np
-
-    from purerl import checkpoint
-    from purerl import logging as plog
-
-    algo, config = loop.algo, loop.config
-    name = algo.__name__.rsplit(".", 1)[-1]
-    out = _run_dir(args, name)
-    ckpt_dir = os.path.join(out, "checkpoint")
-    metrics_path = os.path.join(out, "metrics.jsonl")
-    sched = loop.schedule
-    runner, history = _start(args, ckpt_dir, metrics_path, loop.init(jax.random.key(args.seed)))
-    if args.resume:
-        # Fresh episodes, seeded apart from the interrupted ones.
-        loop.reset(seed=args.seed * 100_003 + 1_000 * (len(history) + 1))
-
-    print(f"{name} on {args.env} {options} (host envs): {args.num_seeds} seeds x "
-          f"{sched.total_steps} env steps, {sched.num_evals} evaluations -> {out}")
-    compute_seconds = 0.0
-    compile_seconds = 0.0
-    uncounted = 0  # the compiling first iteration's steps: not in env-steps/s
-    steps_before = int(runner.env_steps)
-    start = time.perf_counter()
-    start_block = len(history)
-    for block in range(start_block, sched.num_evals):
-        t0 = time.perf_counter()
-        first_block = block == start_block
-        if first_block:
-            # This invocation's first iteration compiles act and update: timed apart.
-            runner, first = loop.run(runner, 1)
-            compile_seconds = time.perf_counter() - t0
-            uncounted = sched.steps_per_iteration
-            runner, rest = loop.run(runner, sched.iterations_per_eval - 1)
-            metrics = {k: np.concatenate([first[k], rest[k]]) if k in rest else first[k]
-                       for k in first}
-        else:
-            runner, metrics = loop.run(runner, sched.iterations_per_eval)
-        train_seconds = time.perf_counter() - t0 - (compile_seconds if first_block else 0)
-        block_steps = sched.steps_per_eval - (uncounted if first_block else 0)
-        returns = loop.evaluate(runner)
-        compute_seconds += train_seconds
-        row = {"block": block + 1}
-        # A block without finished episodes has all-NaN episode stats: NaN, silently.
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            for key, values in metrics.items():
-                values = np.asarray(values, dtype=float)
-                row[key] = (values[-1] if key == "env_steps"
-                            else np.nanmean(values, axis=0))
-        row["eval/return"] = returns
-        row["env_steps_per_second"] = (block_steps * args.num_seeds / train_seconds
-                                       if block_steps and train_seconds > 0 else None)
-        plog.write_jsonl(metrics_path, [row])
-        history.append(plog.to_python(row))
-        if args.progress:
-            print(f"\r[{block + 1:>3}/{sched.num_evals}] step "
-                  f"{_first(history[-1]['env_steps']):>9} eval return "
-                  f"{np.mean(returns):8.1f} ± {np.std(returns):6.1f}", end="", flush=True,
-                  file=sys.stderr)
-        if (block + 1) % 5 == 0 or block + 1 == sched.num_evals:
-            checkpoint.save(ckpt_dir, runner, step=block + 1)
-    if args.progress:
-        print(file=sys.stderr)
-    wall = time.perf_counter() - start - compile_seconds
-    ran = (int(runner.env_steps) - steps_before - uncounted) * args.num_seeds
-    eval_steps = [_first(h["env_steps"]) for h in history]
-    eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1))
-                    for h in history]
-    _write_results(out, name, args, config, sched.total_steps, eval_steps, eval_returns,
-                   wall, compile_seconds, ran / compute_seconds if compute_seconds else None,
-                   extra={"env_options": options, "host": True})
-    loop.host_env.close()
-    loop.eval_env.close()
-    return 0

@@ -6,12 +6,9 @@ straight-line rounds, on CPU as a ``fori_loop`` of 5 trips over 4 rounds
 programs small. In purerl's programs every rollout step draws random bits a few
 times (action sampling, env auto-reset), each a few numbers, so on CPU each draw
 costs an XLA ``while`` loop: about 90 thunks, half of a CartPole rollout step. The
-straight-line form fuses into a few kernels. Measured here (2-core CPU, PPO on
-CartPole-v1, 1 seed, no vmap, processes alternating): 137.4k-138.1k env steps per
-second against 126.8k-130.5k with jax's lowering, about 6% more, with compile times
-within about a second of each other. With purerl/xla.py's scheduler flag, on another
-VM, the committed run's medians were 135.5k against 92.7k
-(benchmarks/results/ppo_throughput.md has both rows).
+straight-line form fuses into a few kernels. ``benchmarks/run_throughput.py`` keeps a
+row on jax's own lowering so the gain is measured with every run
+(``benchmarks/results/ppo_throughput.md``).
 
 The random numbers are bit-identical: both lowerings compute the same 20 rounds
 (checked in ``tests/test_prng.py`` against the Threefry known-answer vectors and

@@ -44,3 +44,24 @@ def random_batch(spec: EnvSpec, key, T: int = 8, B: int = 4, p_done: float = 0.1
                 "mask": jnp.ones((T, B))},
         bootstrap_value=jnp.zeros(B), next_obs=jnp.roll(obs, -1, axis=0),
     )
+
+
+def split_config(algo, **fields):
+    """``(algo.Config, RunConfig)`` from one set of keyword arguments: the
+    ``RunConfig`` fields (``total_steps``, ``num_envs``, ...) on top of ``algo.RUN``,
+    the rest into ``algo.Config``."""
+    import dataclasses
+
+    from purerl.config import RunConfig
+
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    run = {k: v for k, v in fields.items() if k in names}
+    cfg = {k: v for k, v in fields.items() if k not in names}
+    return algo.Config(**cfg), dataclasses.replace(algo.RUN, **run)
+
+
+def train_fn(algo, env, **fields):
+    """``make_train(algo, env, *split_config(algo, **fields))``."""
+    from purerl.loops import make_train
+
+    return make_train(algo, env, *split_config(algo, **fields))

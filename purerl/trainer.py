@@ -16,6 +16,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from purerl import checkpoint
+from purerl.config import RunConfig
 from purerl.loops import make_block
 
 
@@ -23,13 +24,16 @@ class Trainer:
     """Run an algorithm on a pure-JAX env in jitted chunks.
 
     Example:
-      >>> trainer = Trainer(ppo, env, ppo.Config(), num_seeds=8)
+      >>> trainer = Trainer(ppo, env, ppo.Config(), RunConfig(total_steps=100_000),
+      ...                   num_seeds=8)
       >>> runner = trainer.init(jax.random.key(0))
       >>> runner, metrics = trainer.run(runner)      # all remaining blocks
     """
 
-    def __init__(self, algo, env, config, num_seeds: int | None = None, shard: bool = True):
-        init, block, self.schedule = make_block(algo, env, config)
+    def __init__(self, algo, env, config, run: RunConfig | None = None,
+                 num_seeds: int | None = None, shard: bool = True, freeze=()):
+        self.run_config = algo.RUN if run is None else run
+        init, block, self.schedule = make_block(algo, env, config, self.run_config, freeze)
         self.num_seeds = num_seeds
         self.num_blocks = self.schedule.num_evals
         self.sharding = None

@@ -6,13 +6,12 @@ buffers) to make room for that (``--xla_cpu_enable_concurrency_optimized_schedul
 A training loop of small networks is a long chain of kernels of a few microseconds
 each with short independent branches (actor and critic, the straight-line threefry
 of ``purerl.prng``), so what that concurrency mostly buys is handing a kernel to the
-other core and waiting for it to come back. Measured on the 2-core dev machine (PPO
-on CartPole-v1, 1 seed, no vmap, 200k steps, 3 alternating rounds of separate
-processes): 67k-97k env steps per second with XLA's default, using 1.4 cores;
-111k-128k with this flag, using 1.0; 107k-136k with the default pinned to one core
-(``taskset -c 0``), so the cost is the cross-core hand-offs. It is not a free flag
-for every program: rejax's PPO on the same machine gets slower with it (103k ->
-85k-88k), and ``benchmarks/run_throughput.py`` keeps a purerl row without it.
+other core and waiting for it to come back; pinning XLA's default to one core
+(``taskset -c 0``) recovers the speed, so the cost is the cross-core hand-offs. It is
+not a free flag for every program (rejax's PPO gets slower with it), so it is
+purerl's setting, not a benchmark-wide one: ``benchmarks/run_throughput.py`` runs the
+peers on XLA's default and keeps a purerl row without the flag
+(``benchmarks/results/ppo_throughput.md``).
 
 The flag changes the order kernels run in and which buffers they share, not what
 they compute: results are bit-identical (``tests/test_xla.py``).

@@ -19,6 +19,7 @@ from purerl.buffers import (
     flat_sample,
     nbytes,
     seq_add,
+    seq_extend,
     seq_init,
     seq_sample,
 )
@@ -267,3 +268,19 @@ def test_storage_that_cannot_fit_is_a_clear_error():
         flat_init({"obs": frame}, 100_000_000)
     with pytest.raises(ValueError, match="lower the capacity"):
         seq_init({"obs": frame}, 10_000_000, 10)
+
+
+def test_seq_extend_equals_seq_add_step_by_step():
+    example = {"obs": jnp.zeros((2,), jnp.float32), "first": jnp.bool_(False)}
+    state = seq_init(example, capacity=5, num_envs=3)
+    steps = {"obs": jnp.arange(4 * 3 * 2, dtype=jnp.float32).reshape(4, 3, 2),
+             "first": jnp.arange(12).reshape(4, 3) % 2 == 0}
+    want = state
+    for _ in range(2):  # twice: the second write wraps around the ring
+        for t in range(4):
+            want = seq_add(want, jax.tree.map(lambda x, t=t: x[t], steps))
+    got = jax.jit(seq_extend)(jax.jit(seq_extend)(state, steps), steps)
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="cannot add 6 steps to a buffer of capacity 5"):
+        seq_extend(state, jax.tree.map(lambda x: jnp.concatenate([x, x[:2]]), steps))

@@ -12,9 +12,10 @@ PROBE = """
 import json, os, jax
 import purerl
 from purerl.algos import ppo
-cfg = ppo.Config(total_steps=4 * 32 * 4, num_envs=4, num_steps=32, num_minibatches=4,
-                 num_epochs=2, num_evals=2, num_eval_envs=2)
-train = purerl.make_train(ppo, purerl.envs.make("CartPole-v1"), cfg)
+cfg = ppo.Config(num_minibatches=4, num_epochs=2)
+run = purerl.RunConfig(total_steps=4 * 32 * 4, num_envs=4, num_steps=32, num_evals=2,
+                       num_eval_envs=2)
+train = purerl.make_train(ppo, purerl.envs.make("CartPole-v1"), cfg, run)
 runner, metrics = jax.jit(train)(jax.random.key(3))
 leaves = [jax.numpy.asarray(x).tolist() for x in jax.tree.leaves((runner, metrics))
           if not jax.dtypes.issubdtype(jax.numpy.asarray(x).dtype, jax.dtypes.prng_key)]

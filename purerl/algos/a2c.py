@@ -7,7 +7,7 @@ step together for ``num_steps`` (t_max) steps, then one gradient step on
 
 R_t is the discounted return bootstrapped with V(s_{t_max}) at the end of the rollout
 (cut at episode ends), i.e. an (t_max − t)-step return, and Â_t = R_t − V(s_t)
-(ALGORITHMS.md §3). With ``use_gae`` the advantages are GAE(λ) instead and the value
+(baselines ``a2c/runner.py``). With ``use_gae`` the advantages are GAE(λ) instead and the value
 target is Â_t + V(s_t). No advantage normalisation, as in baselines.
 
 RMSProp with ε *inside* the square root, as TensorFlow's (and so baselines') does:
@@ -23,31 +23,21 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent
-from purerl.config import check_range, config
+from purerl.algos.base import Agent, stateless
+from purerl.config import RunConfig, check_range, config
 from purerl.networks import ValueNet
 from purerl.ops.returns import discounted_returns, gae
 from purerl.types import EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
+# baselines' A2C: 16 envs x 5 steps.
+RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=5)
 
 
 @config
 class Config:
-    """A2C hyperparameters. Defaults: baselines' A2C (ALGORITHMS.md §3)."""
+    """A2C hyperparameters. Defaults: baselines' ``a2c.learn``."""
 
-    total_steps: int = 1_000_000
-    """Environment steps per seed (summed over the parallel envs)."""
-    num_envs: int = 16
-    """Parallel environments per seed (A3C's 16 actor threads)."""
-    num_steps: int = 5
-    """Rollout length t_max between updates."""
-    num_evals: int = 20
-    """Evaluations over the run (the last one at the end)."""
-    num_eval_envs: int = 8
-    """Evaluation episodes per evaluation (policy in eval mode)."""
-    normalize_obs: bool = False
-    """Standardise observations with running statistics (an env wrapper)."""
     gamma: float = 0.99
     """Discount factor."""
     use_gae: bool = False
@@ -78,19 +68,11 @@ class Config:
     """Initial log-std of the Gaussian policy (continuous actions)."""
 
     def __post_init__(self):
-        common.check_loop_fields(self)
+        common.check_common_fields(self)
         check_range(self, "gae_lambda", 0.0, 1.0)
         check_range(self, "rms_decay", 0.0, 1.0, high_open=True)
         check_range(self, "rms_eps", 0.0, low_open=True)
         check_range(self, "vf_coef", 0.0)
-        batch = self.num_envs * self.num_steps
-        if self.total_steps < batch:
-            raise ValueError(f"Config.total_steps must be >= num_envs * num_steps = "
-                             f"{batch}, got {self.total_steps}")
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_steps // (self.num_envs * self.num_steps)
 
 
 class State(NamedTuple):
@@ -122,10 +104,12 @@ def actor_critic_loss(params, batch, adv, targets, actor, critic, cfg, env_spec)
                   "loss/entropy": entropy}
 
 
-def make(cfg: Config, env_spec: EnvSpec) -> Agent:
-    """Build A2C's pure functions for an environment spec."""
+def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agent:
+    """Build A2C's pure functions for an environment spec; ``num_updates`` (the
+    run's number of updates) is what ``anneal_lr`` decays over."""
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.a2c.Config, got {type(cfg).__name__}")
+    common.check_num_updates(cfg, num_updates)
     actor = common.make_actor(cfg, env_spec)
     critic = ValueNet(cfg.hidden_sizes, cfg.activation, obs_ndim=len(env_spec.obs_shape))
     opt = common.flat_optimizer(optax.chain(
@@ -152,9 +136,9 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         adv, targets = advantages_and_targets(batch, cfg.use_gae, cfg.gae_lambda)
         grads, metrics = jax.grad(actor_critic_loss, has_aux=True)(
             state.params, batch, adv, targets, actor, critic, cfg, env_spec)
-        lr = common.linear_lr(cfg.lr, state.iteration, cfg.num_iterations, cfg.anneal_lr)
+        lr = common.linear_lr(cfg.lr, state.iteration, num_updates, cfg.anneal_lr)
         params, opt_state, grad_norm = opt.step(state.params, grads, state.opt_state, lr)
         metrics.update({"opt/grad_norm": grad_norm, "opt/lr": lr})
         return State(params, opt_state, state.iteration + 1), metrics
 
-    return Agent(init=init, act=act, update=update, value=value)
+    return stateless(init, act, update, value)

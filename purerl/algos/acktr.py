@@ -1,7 +1,7 @@
 """ACKTR: actor-critic using Kronecker-factored trust region (Wu et al. 2017,
-arXiv:1708.05144), as baselines' ``acktr`` (ALGORITHMS.md §0.8, §8).
+arXiv:1708.05144), as OpenAI baselines' ``acktr`` runs it.
 
-A2C's rollouts and training loss (n-step returns, no advantage normalisation, §3), but
+A2C's rollouts and training loss (n-step returns, no advantage normalisation), but
 a natural-gradient step, the Fisher of actor *and* critic approximated block-diagonally
 by K-FAC:
 
@@ -38,13 +38,12 @@ Departures from baselines:
   40 updates (kfac-jax's names ``stats_update_period`` / ``inverse_update_period``;
   kfac-jax itself defaults to statistics every update, inverses every 5). The reason
   is cost: for 64x64 MLPs on a CPU, one refresh (a Fisher forward/backward, the
-  factors' outer products and eight 64/65-sized LAPACK eigendecompositions, ~2.3 ms)
-  costs more than five A2C updates (benchmarks/update_cost.md), while the
-  preconditioned step alone costs ~1.3 A2C updates. ``stat_decay`` is per update, so
-  the running average spans the same ~100 updates whatever the period. With periods
-  1, 25 and 40, 8 seeds reach the same final returns on CartPole-v1 (all 500) and
-  Pendulum-v1 (means −156.8, −160.0, −158.2); set both periods to 1 for baselines'
-  schedule.
+  factors' outer products and eight 64/65-sized LAPACK eigendecompositions) costs
+  several A2C updates, while the preconditioned step alone costs little more than
+  one (``benchmarks/results/update_cost.md``). ``stat_decay`` is per update, so
+  the running average spans the same ~100 updates whatever the period (the learning
+  results with both schedules are in ``benchmarks/results/learning/``); set both
+  periods to 1 for baselines' schedule.
 * Actor and critic are separate MLPs (baselines shares one torso), so their Fisher
   blocks are separate.
 """
@@ -57,8 +56,8 @@ import optax
 
 from purerl.algos import common
 from purerl.algos.a2c import advantages_and_targets
-from purerl.algos.base import Agent
-from purerl.config import check_range, config
+from purerl.algos.base import Agent, stateless
+from purerl.config import RunConfig, check_range, config
 from purerl.networks import ValueNet
 from purerl.networks_kfac import DenseStats, capture_dense_stats
 from purerl.ops.kfac import (
@@ -72,25 +71,15 @@ from purerl.ops.kfac import (
 from purerl.types import EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
+# baselines' ACKTR: 16 envs x 20 steps.
+RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=20)
 LOG_STD_FISHER = 2.0  # the exact Fisher of a Gaussian's log-std, per dimension
 
 
 @config
 class Config:
-    """ACKTR hyperparameters. Defaults: baselines' ACKTR (ALGORITHMS.md §8)."""
+    """ACKTR hyperparameters. Defaults: baselines' ``acktr`` (``run_atari`` / ``learn``)."""
 
-    total_steps: int = 1_000_000
-    """Environment steps per seed (summed over the parallel envs)."""
-    num_envs: int = 16
-    """Parallel environments per seed (as A2C; baselines runs one per CPU)."""
-    num_steps: int = 20
-    """Rollout length between updates (baselines' nsteps)."""
-    num_evals: int = 20
-    """Evaluations over the run (the last one at the end)."""
-    num_eval_envs: int = 8
-    """Evaluation episodes per evaluation (policy in eval mode)."""
-    normalize_obs: bool = False
-    """Standardise observations with running statistics (an env wrapper)."""
     gamma: float = 0.99
     """Discount factor."""
     use_gae: bool = False
@@ -136,7 +125,7 @@ class Config:
     """Initial log-std of the Gaussian policy (continuous actions)."""
 
     def __post_init__(self):
-        common.check_loop_fields(self)
+        common.check_common_fields(self)
         check_range(self, "gae_lambda", 0.0, 1.0)
         check_range(self, "kl_clip", 0.0, low_open=True)
         check_range(self, "momentum", 0.0, 1.0, high_open=True)
@@ -147,16 +136,6 @@ class Config:
         check_range(self, "inverse_update_period", 1)
         check_range(self, "vf_coef", 0.0)
         check_range(self, "vf_fisher_coef", 0.0, low_open=True)
-        batch = self.num_envs * self.num_steps
-        if self.total_steps < batch:
-            raise ValueError(
-                f"Config.total_steps must be >= num_envs * num_steps = "
-                f"{batch}, got {self.total_steps}"
-            )
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_steps // (self.num_envs * self.num_steps)
 
 
 class KronFactors(NamedTuple):
@@ -228,7 +207,7 @@ def fisher_factors(params, obs, action, key, actor, critic, vf_fisher_coef):
     """This batch's K-FAC factors of actor and critic, from the sampled Fisher losses.
 
     Actor: ``−mean log π(a|s)`` at the rollout's actions, which the on-policy driver
-    has just sampled from the current policy (baselines; ALGORITHMS.md §8): the true
+    has just sampled from the current policy (baselines' ``acktr_disc``): the true
     Fisher, not the empirical one. Critic: ``vf_fisher_coef · mean((V − ŷ)²)`` with
     targets ``ŷ = V + N(0, 1)`` sampled here and held fixed.
 
@@ -317,10 +296,11 @@ def acktr_loss(params, batch, adv, targets, actor, critic, cfg, env_spec):
     }
 
 
-def make(cfg: Config, env_spec: EnvSpec) -> Agent:
+def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agent:
     """Build ACKTR's pure functions for an environment spec."""
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.acktr.Config, got {type(cfg).__name__}")
+    common.check_num_updates(cfg, num_updates)
     actor = common.make_actor(cfg, env_spec)
     critic = ValueNet(
         cfg.hidden_sizes, cfg.activation, obs_ndim=len(env_spec.obs_shape)
@@ -364,7 +344,7 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         grads, metrics = jax.grad(acktr_loss, has_aux=True)(
             state.params, batch, adv, targets, actor, critic, cfg, env_spec
         )
-        lr = common.linear_lr(cfg.lr, t, cfg.num_iterations, cfg.anneal_lr)
+        lr = common.linear_lr(cfg.lr, t, num_updates, cfg.anneal_lr)
 
         cold, since = t < cfg.cold_iter, t - cfg.cold_iter
         hyper = (cfg.stat_decay, cfg.vf_fisher_coef)
@@ -404,4 +384,4 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         )
         return State(params, velocity, factors, eigen, t + 1), metrics
 
-    return Agent(init=init, act=act, update=update, value=value)
+    return stateless(init, act, update, value)

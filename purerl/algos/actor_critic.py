@@ -1,4 +1,5 @@
-"""Q actor-critic (Sutton et al. 2000; ALGORITHMS.md §2).
+"""Q actor-critic (Sutton, McAllester, Singh & Mansour 2000, "Policy gradient methods for
+reinforcement learning with function approximation", NIPS 12).
 
     critic (on-policy SARSA): δ_t = r_t + γ Q_w(s_{t+1}, a_{t+1}) − Q_w(s_t, a_t),
                               w ← w + α_w δ_t ∇Q_w(s_t, a_t)
@@ -21,31 +22,20 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent
-from purerl.config import check_range, config
+from purerl.algos.base import Agent, stateless
+from purerl.config import RunConfig, check_range, config
 from purerl.networks import QNet
 from purerl.ops.returns import n_step_returns
 from purerl.types import Discrete, EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
+RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=5)
 
 
 @config
 class Config:
     """Q actor-critic hyperparameters."""
 
-    total_steps: int = 1_000_000
-    """Environment steps per seed (summed over the parallel envs)."""
-    num_envs: int = 16
-    """Parallel environments per seed."""
-    num_steps: int = 5
-    """Rollout length between updates."""
-    num_evals: int = 20
-    """Evaluations over the run (the last one at the end)."""
-    num_eval_envs: int = 8
-    """Evaluation episodes per evaluation (policy in eval mode)."""
-    normalize_obs: bool = False
-    """Standardise observations with running statistics (an env wrapper)."""
     gamma: float = 0.99
     """Discount factor."""
     td_steps: int = 1
@@ -72,16 +62,15 @@ class Config:
     """Initial log-std of the Gaussian policy (continuous actions)."""
 
     def __post_init__(self):
-        common.check_loop_fields(self)
-        check_range(self, "td_steps", 1, self.num_steps)
-        batch = self.num_envs * self.num_steps
-        if self.total_steps < batch:
-            raise ValueError(f"Config.total_steps must be >= num_envs * num_steps = "
-                             f"{batch}, got {self.total_steps}")
+        common.check_common_fields(self)
+        check_range(self, "td_steps", 1)
 
-    @property
-    def num_iterations(self) -> int:
-        return self.total_steps // (self.num_envs * self.num_steps)
+
+def check_run(cfg: Config, run: RunConfig) -> None:
+    """The n-step targets need n steps of one rollout."""
+    if cfg.td_steps > run.num_steps:
+        raise ValueError(f"Config.td_steps must be <= RunConfig.num_steps = "
+                         f"{run.num_steps}, got {cfg.td_steps}")
 
 
 class State(NamedTuple):
@@ -90,11 +79,12 @@ class State(NamedTuple):
     iteration: jax.Array  # int32
 
 
-def make(cfg: Config, env_spec: EnvSpec) -> Agent:
+def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agent:
     """Build Q actor-critic's pure functions for an environment spec."""
     if not isinstance(cfg, Config):
         raise TypeError(
             f"expected purerl.algos.actor_critic.Config, got {type(cfg).__name__}")
+    common.check_num_updates(cfg, num_updates)
     discrete = isinstance(env_spec.action_space, Discrete)
     if cfg.advantage and not discrete:
         raise ValueError("Config.advantage needs a Discrete action space (Σ_a π Q is "
@@ -154,12 +144,12 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
     def update(state, batch: Transition, key):
         del key  # the update is deterministic given the rollout
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch)
-        frac = common.linear_lr(1.0, state.iteration, cfg.num_iterations, cfg.anneal_lr)
+        frac = common.linear_lr(1.0, state.iteration, num_updates, cfg.anneal_lr)
         rates = common.group_rates(
             state.params, {"actor": cfg.lr * frac, "critic": cfg.critic_lr * frac})
         params, opt_state, grad_norm = opt.step(state.params, grads, state.opt_state, rates)
         metrics.update({"opt/grad_norm": grad_norm, "opt/lr_fraction": frac})
         return State(params, opt_state, state.iteration + 1), metrics
 
-    return Agent(init=init, act=act, update=update, value=value)
+    return stateless(init, act, update, value)
 

@@ -18,11 +18,8 @@ from purerl.types import Box, EnvSpec
 ACTIVATIONS = ("tanh", "relu", "elu", "silu")
 
 
-def check_loop_fields(cfg) -> None:
-    """Validate the fields every on-policy Config has (driver loop + common knobs)."""
-    for name in ("total_steps", "num_envs", "num_steps", "num_evals", "num_eval_envs"):
-        if hasattr(cfg, name):
-            check_range(cfg, name, 1)
+def check_common_fields(cfg) -> None:
+    """Validate the knobs the policy-gradient Configs share."""
     check_range(cfg, "gamma", 0.0, 1.0)
     check_range(cfg, "reward_scale", 0.0, low_open=True)
     check_choice(cfg, "activation", ACTIVATIONS)
@@ -87,11 +84,23 @@ def standardize(x, mask=None):
     return (x - mean) / (std + 1e-8)
 
 
-def linear_lr(lr, iteration, num_iterations: int, anneal: bool):
-    """``lr`` decayed linearly to 0 over ``num_iterations`` updates if ``anneal``."""
+def linear_lr(lr, iteration, num_updates: int | None, anneal: bool):
+    """``lr`` decayed linearly over ``num_updates`` updates if ``anneal``: update ``i``
+    (from 0) uses ``lr * (1 - i / num_updates)``, so the last of the run's updates uses
+    ``lr / num_updates`` (PPO2's and CleanRL's schedule, counted over the updates the
+    run really makes)."""
     if not anneal:
         return jnp.asarray(lr, jnp.float32)
-    return lr * jnp.maximum(1.0 - iteration / num_iterations, 0.0)
+    return lr * jnp.maximum(1.0 - iteration / num_updates, 0.0)
+
+
+def check_num_updates(cfg, num_updates: int | None) -> None:
+    """``make``'s check that an annealed learning rate knows the run's length."""
+    if getattr(cfg, "anneal_lr", False) and not (num_updates and num_updates > 0):
+        raise ValueError(
+            f"{type(cfg).__name__}.anneal_lr needs the number of updates the run will "
+            f"make: make(config, env_spec, num_updates=N) (the loops pass it), or "
+            f"anneal_lr=False")
 
 
 class FlatOptimizer(NamedTuple):

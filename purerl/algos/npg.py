@@ -1,7 +1,7 @@
 """Natural policy gradient (Kakade 2001, "A natural policy gradient", NIPS 14, 2002).
 
-The batch form of mjrl's ``algos/npg_cg.py`` (Rajeswaran et al. 2017, arXiv:1703.02660;
-ALGORITHMS.md §5). Per rollout of ``num_envs × num_steps`` steps:
+The batch form of mjrl's ``algos/npg_cg.py`` (Rajeswaran et al. 2017, arXiv:1703.02660).
+Per rollout of ``num_envs × num_steps`` steps:
 
 1. Â = GAE(γ, λ) from the critic's V(s_t), standardised over the batch (mjrl
    ``process_paths``; baselines ``trpo_mpi`` does the same).
@@ -9,7 +9,7 @@ ALGORITHMS.md §5). Per rollout of ``num_envs × num_steps`` steps:
    ``CPI_surrogate``; at θ_old its gradient is the vanilla policy gradient E[∇log π Â]).
 3. x ≈ (F + λI)⁻¹ g by ``cg_iters`` conjugate-gradient steps started at x₀ = g (mjrl
    warm-starts CG at the gradient), F the Hessian of the mean KL(π_old ‖ π_θ) at θ_old,
-   i.e. the Fisher matrix (ALGORITHMS.md §0.5).
+   i.e. the Fisher matrix (Martens 2014, arXiv:1412.1193).
 4. θ ← θ + α x with the normalised step α = √(δ / gᵀx): the quadratic KL model gives
    ½α² xᵀFx = δ / 2, so ``step_size`` δ is "twice the desired KL" (mjrl's
    ``normalized_step_size``). There is no line search; that is TRPO (``trpo.py``).
@@ -32,32 +32,22 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from purerl.algos import common
-from purerl.algos.base import Agent
-from purerl.config import check_range, config
+from purerl.algos.base import Agent, stateless
+from purerl.config import RunConfig, check_range, config
 from purerl.networks import ValueNet
 from purerl.ops.natural import conjugate_gradient, fisher_vector_product
 from purerl.ops.returns import gae
 from purerl.types import EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
+# mjrl's NPG: 10 trajectories of 1000 steps per iteration.
+RUN = RunConfig(total_steps=1_000_000, num_envs=10, num_steps=1000)
 
 
 @config
 class Config:
-    """NPG hyperparameters. Defaults: mjrl's ``NPG`` and its example configs (§5)."""
+    """NPG hyperparameters. Defaults: mjrl's ``NPG`` and its example configs."""
 
-    total_steps: int = 1_000_000
-    """Environment steps per seed (summed over the parallel envs)."""
-    num_envs: int = 10
-    """Parallel environments per seed."""
-    num_steps: int = 1000
-    """Rollout length per env between updates (mjrl samples 10,000 steps a batch)."""
-    num_evals: int = 20
-    """Evaluations over the run (the last one at the end)."""
-    num_eval_envs: int = 8
-    """Evaluation episodes per evaluation (policy in eval mode)."""
-    normalize_obs: bool = False
-    """Standardise observations with running statistics (an env wrapper)."""
     gamma: float = 0.995
     """Discount factor (mjrl ``rl_gamma``)."""
     gae_lambda: float = 0.97
@@ -90,18 +80,11 @@ class Config:
         check_natural_fields(self)
         check_range(self, "step_size", 0.0, low_open=True)
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_steps // self.batch_size
 
 
 def check_natural_fields(cfg) -> None:
     """Validate the fields NPG and TRPO share (loop, GAE, CG and critic fields)."""
-    common.check_loop_fields(cfg)
+    common.check_common_fields(cfg)
     check_range(cfg, "gae_lambda", 0.0, 1.0)
     check_range(cfg, "cg_iters", 1)
     check_range(cfg, "cg_damping", 0.0)
@@ -109,19 +92,20 @@ def check_natural_fields(cfg) -> None:
     check_range(cfg, "vf_lr", 0.0, low_open=True)
     check_range(cfg, "vf_epochs", 1)
     check_range(cfg, "vf_minibatch_size", 1)
-    batch = cfg.num_envs * cfg.num_steps
+
+
+def check_run(cfg, run: RunConfig) -> None:
+    """What NPG and TRPO need of a rollout of ``run.batch_size`` steps."""
+    batch = run.batch_size
     if batch < 2:
-        raise ValueError(f"Config.num_envs * num_steps must be >= 2 (advantages are "
+        raise ValueError(f"RunConfig.num_envs * num_steps must be >= 2 (advantages are "
                          f"standardised over the batch), got {batch}")
     if cfg.vf_minibatch_size > batch:
-        raise ValueError(f"Config.vf_minibatch_size must be <= num_envs * num_steps = "
-                         f"{batch}, got {cfg.vf_minibatch_size}")
+        raise ValueError(f"Config.vf_minibatch_size must be <= RunConfig.num_envs * "
+                         f"num_steps = {batch}, got {cfg.vf_minibatch_size}")
     if cfg.fvp_stride > batch:
-        raise ValueError(f"Config.fvp_stride must be <= num_envs * num_steps = "
+        raise ValueError(f"Config.fvp_stride must be <= RunConfig.num_envs * num_steps = "
                          f"{batch}, got {cfg.fvp_stride}")
-    if cfg.total_steps < batch:
-        raise ValueError(f"Config.total_steps must be >= num_envs * num_steps = "
-                         f"{batch}, got {cfg.total_steps}")
 
 
 class State(NamedTuple):
@@ -162,7 +146,7 @@ def make_parts(cfg, env_spec: EnvSpec) -> Parts:
     def value(state, obs):
         return critic.apply(state.params["critic"], obs)
 
-    agent = Agent(init=init, act=act, update=None, value=value)
+    agent = stateless(init, act, None, value)
     return Parts(actor, critic, vf_opt, agent)
 
 
@@ -194,7 +178,7 @@ def policy_problem(actor, unravel, theta, data, fvp_stride: int,
     π_old is evaluated once from ``theta``, outside the functions, so it is a constant
     to their derivatives. The FVP is the Hessian-vector product of the mean KL on every
     ``fvp_stride``-th sample (baselines' ``arr[::5]`` speed-up), never including an
-    entropy term (ALGORITHMS.md §6, bugs).
+    entropy term (an entropy bonus has no place in the trust-region constraint).
     """
     obs, action, adv = data["obs"], data["action"], data["advantage"]
     old = actor.apply(unravel(theta), obs)

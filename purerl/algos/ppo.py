@@ -5,7 +5,7 @@ Two objectives, chosen by ``Config.objective``:
   * ``"kl"``:   L = E[ρÂ - β KL(π_old ‖ π)] - c₁ L_VF + c₂ H, with β halved when the
     measured KL d < d_targ / 1.5 and doubled when d > 1.5 d_targ (paper §4).
 
-Details follow baselines' PPO2 (ALGORITHMS.md §7): GAE, advantages normalised per
+Details follow OpenAI baselines' ``ppo2`` (and CleanRL's ``ppo.py``): GAE, advantages normalised per
 minibatch, value loss optionally clipped with the same ε, Adam ε = 1e-5, one global
 gradient-norm clip over actor and critic, optional linear learning-rate annealing,
 orthogonal initialisation. Old log-probs come from the rollout, i.e. before any update.
@@ -19,31 +19,22 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from purerl.algos.base import Agent
-from purerl.config import check_choice, check_range, config
+from purerl.algos import common
+from purerl.algos.base import Agent, stateless
+from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.networks import PolicyNet, ValueNet
 from purerl.ops.returns import gae
 from purerl.types import Box, EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
+# PPO2's Atari geometry scaled to classic control, as PureJaxRL's CartPole config.
+RUN = RunConfig(total_steps=500_000, num_envs=4, num_steps=128)
 
 
 @config
 class Config:
     """PPO hyperparameters. Defaults: PPO2's Atari/classic-control setting."""
 
-    total_steps: int = 500_000
-    """Environment steps per seed (summed over the parallel envs)."""
-    num_envs: int = 4
-    """Parallel environments per seed."""
-    num_steps: int = 128
-    """Rollout length per env between updates (T)."""
-    num_evals: int = 20
-    """Evaluations over the run (the last one at the end)."""
-    num_eval_envs: int = 8
-    """Evaluation episodes per evaluation (one per eval env, policy in eval mode)."""
-    normalize_obs: bool = False
-    """Standardise observations with running statistics (an env wrapper)."""
     objective: str = "clip"
     """'clip' (clipped surrogate) or 'kl' (adaptive KL penalty)."""
     num_epochs: int = 4
@@ -87,8 +78,7 @@ class Config:
     """Initial log-std of the Gaussian policy (continuous actions)."""
 
     def __post_init__(self):
-        for name in ("total_steps", "num_envs", "num_steps", "num_evals", "num_eval_envs",
-                     "num_epochs", "num_minibatches"):
+        for name in ("num_epochs", "num_minibatches"):
             check_range(self, name, 1)
         check_choice(self, "objective", ("clip", "kl"))
         check_choice(self, "activation", ("tanh", "relu", "elu", "silu"))
@@ -103,33 +93,20 @@ class Config:
         check_range(self, "max_grad_norm", 0.0, low_open=True)
         check_range(self, "kl_target", 0.0, low_open=True)
         check_range(self, "kl_beta_init", 0.0)
-        if self.batch_size % self.num_minibatches:
-            raise ValueError(
-                f"Config.num_minibatches must divide num_envs * num_steps = "
-                f"{self.batch_size}, got {self.num_minibatches}"
-            )
-        if self.minibatch_size < 2 and self.normalize_advantages:
-            raise ValueError(
-                "Config.num_minibatches leaves minibatches of 1 sample; advantage "
-                "normalisation needs at least 2 (set normalize_advantages=False)"
-            )
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"Config.total_steps must be >= num_envs * num_steps = {self.batch_size}, "
-                f"got {self.total_steps}"
-            )
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
 
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_steps // self.batch_size
+def check_run(cfg: Config, run: RunConfig) -> None:
+    """Minibatches cut each rollout of ``run.batch_size`` steps evenly."""
+    if run.batch_size % cfg.num_minibatches:
+        raise ValueError(
+            f"Config.num_minibatches must divide RunConfig.num_envs * num_steps = "
+            f"{run.batch_size}, got {cfg.num_minibatches}"
+        )
+    if run.batch_size // cfg.num_minibatches < 2 and cfg.normalize_advantages:
+        raise ValueError(
+            "Config.num_minibatches leaves minibatches of 1 sample; advantage "
+            "normalisation needs at least 2 (set normalize_advantages=False)"
+        )
 
 
 class State(NamedTuple):
@@ -183,18 +160,20 @@ def ppo_loss(params, batch, old_actor_params, kl_beta, actor, critic, cfg):
     return loss, metrics
 
 
-def make(cfg: Config, env_spec: EnvSpec) -> Agent:
-    """Build PPO's pure functions for an environment spec."""
+def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agent:
+    """Build PPO's pure functions for an environment spec; ``num_updates`` (the run's
+    number of updates) is what ``anneal_lr`` decays over."""
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.ppo.Config, got {type(cfg).__name__}")
+    common.check_num_updates(cfg, num_updates)
     obs_ndim = len(env_spec.obs_shape)
     actor = PolicyNet(env_spec.action_space, cfg.hidden_sizes, cfg.activation,
                       cfg.log_std_init, obs_ndim=obs_ndim)
     critic = ValueNet(cfg.hidden_sizes, cfg.activation, obs_ndim=obs_ndim)
     # The learning rate is applied by hand so that it stays a traced, vmappable leaf.
     # The optimiser sees the parameters as one flat vector: on CPU, Adam and the global
-    # norm then run as a few large XLA ops instead of a few per layer (~1.4x faster
-    # updates for 64x64 MLPs on 2 cores).
+    # norm then run as a few large XLA ops instead of a few per layer (faster updates
+    # for small MLPs on CPU).
     tx = optax.chain(
         optax.clip_by_global_norm(cfg.max_grad_norm),
         optax.scale_by_adam(eps=cfg.adam_eps),
@@ -247,12 +226,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
             "advantage": advantages,
             "target": advantages + values,
         }
-        data = jax.tree.map(lambda x: x.reshape(cfg.batch_size, *x.shape[2:]), data)
-
-        if cfg.anneal_lr:
-            lr = cfg.lr * (1.0 - state.iteration / cfg.num_iterations)
-        else:
-            lr = jnp.asarray(cfg.lr, jnp.float32)
+        batch_size = batch.reward.size
+        minibatch_size = batch_size // cfg.num_minibatches
+        data = jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), data)
+        lr = common.linear_lr(cfg.lr, state.iteration, num_updates, cfg.anneal_lr)
 
         flat_params, unravel = ravel_pytree(state.params)
 
@@ -260,9 +237,9 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
             # One argsort of uniform noise (a stable sort, so ties still give a
             # permutation) instead of jax.random.permutation's several sort rounds,
             # which cost ~25% of the update when vmapped over seeds on CPU.
-            perm = jnp.argsort(jax.random.uniform(key, (cfg.batch_size,)))
+            perm = jnp.argsort(jax.random.uniform(key, (batch_size,)))
             mbs = jax.tree.map(
-                lambda x: x[perm].reshape(cfg.num_minibatches, cfg.minibatch_size,
+                lambda x: x[perm].reshape(cfg.num_minibatches, minibatch_size,
                                           *x.shape[1:]),
                 data,
             )
@@ -290,4 +267,4 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         new_state = State(params, opt_state, kl_beta, state.iteration + 1)
         return new_state, metrics
 
-    return Agent(init=init, act=act, update=update, value=value)
+    return stateless(init, act, update, value)

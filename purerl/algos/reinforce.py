@@ -25,13 +25,15 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent
-from purerl.config import check_choice, config
+from purerl.algos.base import Agent, stateless
+from purerl.config import RunConfig, check_choice, config
 from purerl.networks import ValueNet
 from purerl.ops.returns import discounted_returns
 from purerl.types import EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
+# Episodic rollouts: one complete episode per env per update; num_steps is unused.
+RUN = RunConfig(total_steps=1_000_000, num_envs=8)
 EPISODIC = True
 
 
@@ -39,14 +41,6 @@ EPISODIC = True
 class Config:
     """REINFORCE hyperparameters."""
 
-    total_steps: int = 1_000_000
-    """Environment steps per seed (the run stops before exceeding it)."""
-    num_envs: int = 8
-    """Episodes per update (one per parallel env)."""
-    num_evals: int = 20
-    """Evaluations over the run (the last one at the end)."""
-    num_eval_envs: int = 8
-    """Evaluation episodes per evaluation (policy in eval mode)."""
     baseline: bool = True
     """Subtract a learned state-value baseline v̂(S_t) from G_t."""
     discount_weighting: bool = False
@@ -75,7 +69,7 @@ class Config:
     """Initial log-std of the Gaussian policy (continuous actions)."""
 
     def __post_init__(self):
-        common.check_loop_fields(self)
+        common.check_common_fields(self)
         check_choice(self, "optimizer", ("adam", "sgd"))
 
 
@@ -144,6 +138,5 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         metrics["opt/grad_norm"] = grad_norm
         return State(params, opt_state, state.iteration + 1), metrics
 
-    return Agent(init=init, act=act, update=update,
-                 value=value if cfg.baseline else None)
+    return stateless(init, act, update, value if cfg.baseline else None)
 

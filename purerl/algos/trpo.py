@@ -3,7 +3,7 @@
     maximise  L(θ) = E[π_θ(a|s) / π_old(a|s) · Â]   subject to   E[KL(π_old ‖ π_θ)] ≤ δ
 
 solved approximately as in the paper's appendix C and baselines ``trpo_mpi``
-(ALGORITHMS.md §6). Per rollout of ``num_envs × num_steps`` steps:
+(``trpo_mpi.py``). Per rollout of ``num_envs × num_steps`` steps:
 
 1. Â = GAE(γ, λ), standardised over the batch; g = ∇L(θ_old).
 2. s ≈ (F + λI)⁻¹ g by ``cg_iters`` CG steps from 0, F the Fisher matrix (Hessian of
@@ -30,31 +30,21 @@ from jax.flatten_util import ravel_pytree
 
 from purerl.algos import npg
 from purerl.algos.base import Agent
-from purerl.config import check_range, config
+from purerl.config import RunConfig, check_range, config
 from purerl.ops.natural import backtracking_line_search
 from purerl.types import EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
+# baselines' trpo_mpi MuJoCo setting: 1024 steps per batch, observations normalised.
+RUN = RunConfig(total_steps=1_000_000, num_envs=1, num_steps=1024, normalize_obs=True)
+check_run = npg.check_run
 State = npg.State
 
 
 @config
 class Config:
-    """TRPO hyperparameters. Defaults: baselines' trpo_mpi MuJoCo setting (§6)."""
+    """TRPO hyperparameters. Defaults: baselines' trpo_mpi MuJoCo setting (``defaults.mujoco``)."""
 
-    total_steps: int = 1_000_000
-    """Environment steps per seed (summed over the parallel envs)."""
-    num_envs: int = 1
-    """Parallel environments per seed (one per baselines MPI worker)."""
-    num_steps: int = 1024
-    """Rollout length per env between updates (baselines ``timesteps_per_batch``)."""
-    num_evals: int = 20
-    """Evaluations over the run (the last one at the end)."""
-    num_eval_envs: int = 8
-    """Evaluation episodes per evaluation (policy in eval mode)."""
-    normalize_obs: bool = True
-    """Standardise observations with running statistics (baselines
-    ``normalize_observations``)."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 0.98
@@ -100,13 +90,6 @@ class Config:
         check_range(self, "backtrack_coef", 0.0, 1.0, low_open=True, high_open=True)
         check_range(self, "accept_ratio", 0.0, 1.0, high_open=True)
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_steps // self.batch_size
 
 
 def trust_region_step(problem: npg.PolicyProblem, theta, cfg):

@@ -28,7 +28,8 @@ def from_gymnax(env, params=None, name: str = "") -> Env:
     """Wrap a gymnax ``Environment`` (and its params) as a purerl ``Env``.
 
     Observations are cast to float32; continuous actions are clipped to the action
-    bounds before they reach the environment.
+    bounds before they reach the environment. A ``"metrics"`` dict in the info of
+    the env's ``step_env`` is passed on as ``info["metrics"]`` (see purerl.loops).
     """
     params = env.default_params if params is None else params
     obs_space = env.observation_space(params)
@@ -78,6 +79,8 @@ def from_gymnax(env, params=None, name: str = "") -> Env:
             "final_obs": info["final_observation"].astype(jnp.float32),
             "episode_return": episode_return,
             "episode_length": episode_length,
+            # Env-reported per-step values; the driver averages them per block.
+            **({"metrics": info["metrics"]} if "metrics" in info else {}),
         }
         ts = T.TimeStep(obs.astype(jnp.float32), reward, terminated, truncated, info)
         return new_state, ts

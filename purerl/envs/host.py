@@ -37,7 +37,9 @@ class HostEnv:
 
     Subclasses implement ``_reset(seed) -> obs`` and
     ``_step(actions) -> (obs, reward, terminated, truncated, final_obs)`` (numpy, with
-    auto-reset); this class adds the episode statistics, checks and clips actions.
+    auto-reset), optionally with a sixth element, a dict of per-step ``[num_envs]``
+    values that become ``info["metrics"]`` (see purerl.loops); this class adds the
+    episode statistics, checks and clips actions.
 
     Attributes:
       spec: ``EnvSpec`` of one environment (no env axis).
@@ -90,7 +92,7 @@ class HostEnv:
             actions = np.clip(actions.astype(np.float32), self._low, self._high)
         else:
             actions = actions.astype(np.int64)
-        obs, reward, terminated, truncated, final_obs = self._step(actions)
+        obs, reward, terminated, truncated, final_obs, *metrics = self._step(actions)
         reward = np.asarray(reward, np.float32)
         terminated = np.asarray(terminated, bool)
         # A step that both terminates and hits the limit is a termination.
@@ -105,6 +107,8 @@ class HostEnv:
             "episode_return": episode_return,
             "episode_length": episode_length,
         }
+        if metrics:
+            info["metrics"] = {k: np.asarray(v, np.float32) for k, v in metrics[0].items()}
         return T.TimeStep(obs, reward, terminated, truncated, info)
 
     def close(self) -> None:

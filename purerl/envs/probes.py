@@ -11,6 +11,12 @@ wrapped by ``from_gymnax`` like any gymnax env.
   matching the sign (0 or 1), else 0. Tests that a discrete policy follows the context.
 * ``Probe-ContinuousBandit-v0``: one-step episodes; observation ``x ~ U[-1, 1]``;
   reward ``-(a - x)²`` with ``a ∈ [-2, 2]``. Tests a continuous policy's mean.
+* ``Probe-Memory-v0``: the first observation shows a cue ``c = ±1``, then ``delay``
+  (3) blank steps, then a query step (observation ``[0, 1]``) where action 1 earns +1
+  if ``c > 0`` and action 0 earns +1 if ``c < 0`` (else −1); the episode ends after
+  the query. The cue is no longer observable when it matters, so a memoryless policy
+  earns 0 on average and only a policy that keeps the cue in its carry earns 1. The
+  env reports ``info["metrics"]["recall"]``: 1 at a query answered right, else 0.
 * ``ShortCorridor-v0``: Sutton & Barto Example 13.1. Three non-terminal states in a
   row and a goal on the right; reward -1 per step; action 1 ("right") moves right and
   0 moves left, except in the middle state where they are swapped; left from the first
@@ -114,9 +120,36 @@ class ShortCorridor(_Probe):
         return spaces.Discrete(2)
 
 
+class Memory(_Probe):
+    obs_dim = 2
+    delay = 3
+
+    def reset_env(self, key, params):
+        x = jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)
+        state = ProbeState(time=0, x=x)
+        return self.get_obs(state), state
+
+    def get_obs(self, state, params=None, key=None):
+        cue = jnp.where(state.time == 0, state.x, 0.0)
+        query = jnp.asarray(state.time == self.delay + 1, jnp.float32)
+        return jnp.stack([cue, query]).astype(jnp.float32)
+
+    def step_env(self, key, state, action, params):
+        query = state.time == self.delay + 1
+        right = action == (state.x > 0).astype(jnp.int32)
+        reward = jnp.where(query, jnp.where(right, 1.0, -1.0), 0.0).astype(jnp.float32)
+        info = {"metrics": {"recall": (query & right).astype(jnp.float32)}}
+        state = state.replace(time=state.time + 1)
+        return self.get_obs(state), state, reward, query, info
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+
 PROBES = {
     "Probe-Truncation-v0": Truncation,
     "Probe-Bandit-v0": Bandit,
     "Probe-ContinuousBandit-v0": ContinuousBandit,
+    "Probe-Memory-v0": Memory,
     "ShortCorridor-v0": ShortCorridor,
 }

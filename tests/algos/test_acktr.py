@@ -11,7 +11,7 @@ import purerl
 from purerl.algos import acktr, common
 from purerl.algos.a2c import advantages_and_targets
 from purerl.networks import ValueNet
-from purerl.testing import as_numpy, leaves_equal, random_batch
+from purerl.testing import as_numpy, leaves_equal, random_batch, split_config, train_fn
 
 # Small enough to compile fast; cold start, stats and eigendecomposition periods all > 1
 # so that every branch of the update runs (and the vmap rule of `when` is exercised).
@@ -26,6 +26,8 @@ SMALL = dict(
     inverse_update_period=3,
 )
 STEP = {**SMALL, "cold_iter": 1}  # for tests of single updates
+# The updates a run of SMALL's budget makes: what anneal_lr decays over.
+NUM_UPDATES = purerl.loops.schedule(split_config(acktr, **SMALL)[1]).num_updates
 
 
 def networks(cfg, spec):
@@ -50,8 +52,8 @@ def cartpole():
 @pytest.fixture(scope="module")
 def cartpole_update(cartpole):
     """(config, agent, jitted update) shared by the single-update tests."""
-    cfg = acktr.Config(**STEP)
-    agent = acktr.make(cfg, cartpole.spec)
+    cfg, _ = split_config(acktr, **STEP)
+    agent = acktr.make(cfg, cartpole.spec, num_updates=NUM_UPDATES)
     return cfg, agent, jax.jit(agent.update)
 
 
@@ -64,16 +66,16 @@ def bandit():
 def small_train(bandit):
     """(config, jitted single-seed train) on the contextual bandit: one compile shared
     by the determinism, vmap and learning tests."""
-    cfg = acktr.Config(**SMALL)
-    return cfg, jax.jit(purerl.make_train(acktr, bandit, cfg))
+    cfg, run = split_config(acktr, **SMALL)
+    return (cfg, run), jax.jit(purerl.make_train(acktr, bandit, cfg, run))
 
 
 @pytest.fixture(scope="module")
 def four_seeds(small_train, bandit):
     """(keys, outputs) of four seeds trained in one vmapped program."""
-    cfg, _ = small_train
+    (cfg, run), _ = small_train
     keys = jax.random.split(jax.random.key(7), 4)
-    return keys, jax.jit(jax.vmap(purerl.make_train(acktr, bandit, cfg)))(keys)
+    return keys, jax.jit(jax.vmap(purerl.make_train(acktr, bandit, cfg, run)))(keys)
 
 
 @pytest.mark.parametrize(
@@ -89,12 +91,12 @@ def four_seeds(small_train, bandit):
         (dict(vf_fisher_coef=0.0), r"Config\.vf_fisher_coef must be in"),
         (dict(lr=0.0), r"Config\.lr must be in"),
         (dict(activation="gelu"), r"Config\.activation must be one of"),
-        (dict(total_steps=100), r"Config\.total_steps must be >="),
+        (dict(total_steps=100), r"RunConfig\.total_steps must be >="),
     ],
 )
-def test_config_validation_names_the_field(kwargs, message):
+def test_config_validation_names_the_field(kwargs, message, cartpole):
     with pytest.raises(ValueError, match=message):
-        acktr.Config(**kwargs)
+        train_fn(acktr, cartpole, **kwargs)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -103,8 +105,8 @@ def test_update_is_stable_and_compiles_once(env_id, cartpole_update):
     if env_id == "CartPole-v1":
         cfg, agent, update = cartpole_update
     else:
-        cfg = acktr.Config(**STEP)
-        agent = acktr.make(cfg, env.spec)
+        cfg, _ = split_config(acktr, **STEP)
+        agent = acktr.make(cfg, env.spec, num_updates=NUM_UPDATES)
         update = jax.jit(agent.update)
     state = jax.jit(agent.init)(jax.random.key(0))
     batch = random_batch(env.spec, jax.random.key(1))
@@ -120,11 +122,13 @@ def test_update_is_stable_and_compiles_once(env_id, cartpole_update):
     assert int(states[-1].iteration) == 4
     assert not leaves_equal(state.params["actor"], states[-1].params["actor"])
     obs = batch.obs[0]
+    B = obs.shape[0]
+    carry, first = agent.init_carry(B), jnp.zeros(B, bool)
     act = jax.jit(agent.act, static_argnames="eval")
-    action, _ = act(state, obs, jax.random.key(9))
+    action, _, _ = act(state, carry, obs, first, jax.random.key(9))
     assert action.shape == batch.action.shape[1:]
-    a1, _ = act(state, obs, jax.random.key(10), eval=True)
-    a2, _ = act(state, obs, jax.random.key(11), eval=True)
+    a1, _, _ = act(state, carry, obs, first, jax.random.key(10), eval=True)
+    a2, _, _ = act(state, carry, obs, first, jax.random.key(11), eval=True)
     np.testing.assert_array_equal(a1, a2)
 
 
@@ -227,9 +231,10 @@ def test_one_sample_factors_are_the_exact_fisher_blocks(env_id):
     actor and critic (ℓ the Fisher losses; ∇W by plain autodiff), and the preconditioned
     direction is the exact solve (A ⊗ S + εI)⁻¹ vec(G) (row-major vec, flax layout)."""
     env = purerl.envs.make(env_id)
-    cfg = acktr.Config(**STEP)
+    cfg, _ = split_config(acktr, **STEP)
     actor, critic = networks(cfg, env.spec)
-    params = jax.jit(acktr.make(cfg, env.spec).init)(jax.random.key(0)).params
+    params = jax.jit(acktr.make(cfg, env.spec, num_updates=NUM_UPDATES).init)(
+        jax.random.key(0)).params
     obs = jax.random.normal(jax.random.key(1), (1, *env.spec.obs_shape))
     action = jax.jit(lambda p: actor.apply(p, obs).sample(seed=jax.random.key(4)))(
         params["actor"]
@@ -340,7 +345,7 @@ def test_step_respects_the_trust_region(cartpole, cartpole_update):
         np.vdot(u, g)
         for u, g in zip(jax.tree.leaves(nat), jax.tree.leaves(grads), strict=True)
     )
-    lr = cfg.lr * (1 - 1 / cfg.num_iterations)  # annealed once
+    lr = cfg.lr * (1 - 1 / NUM_UPDATES)  # annealed once, over the num_updates make got
     eta = min(lr, np.sqrt(cfg.kl_clip / u_dot_g))
     assert eta < lr  # the trust region binds
     np.testing.assert_allclose(metrics["kfac/eta"], eta, rtol=1e-4)

@@ -10,7 +10,7 @@ from jax.flatten_util import ravel_pytree
 
 import purerl
 from purerl.algos import npg, trpo
-from purerl.testing import as_numpy, leaves_equal
+from purerl.testing import as_numpy, leaves_equal, split_config, train_fn
 from purerl.testing import random_batch as _random_batch
 
 ALGOS = {"npg": npg, "trpo": trpo}
@@ -33,8 +33,8 @@ def compiled(name, env_id, overrides, vmapped):
     key = (name, env_id, vmapped)
     if key not in _COMPILED:
         algo = ALGOS[name]
-        cfg = algo.Config(**overrides)
-        train = purerl.make_train(algo, purerl.envs.make(env_id), cfg)
+        cfg, run = split_config(algo, **overrides)
+        train = purerl.make_train(algo, purerl.envs.make(env_id), cfg, run)
         _COMPILED[key] = cfg, jax.jit(jax.vmap(train) if vmapped else train)
     return _COMPILED[key]
 
@@ -53,19 +53,27 @@ def random_batch(spec, key, T=16, B=4):
         ("npg", dict(step_size=0.0), r"Config\.step_size must be in"),
         ("npg", dict(cg_iters=0), r"Config\.cg_iters must be in"),
         ("npg", dict(gae_lambda=1.5), r"Config\.gae_lambda must be in"),
-        ("npg", dict(vf_minibatch_size=10**5), r"Config\.vf_minibatch_size must be <="),
+        ("npg", dict(vf_minibatch_size=10**5),
+         r"Config\.vf_minibatch_size must be <= RunConfig\.num_envs \* num_steps"),
+        ("npg", dict(num_envs=1, num_steps=1, total_steps=8, vf_minibatch_size=1),
+         r"RunConfig\.num_envs \* num_steps must be >= 2"),
+        ("npg", dict(total_steps=100), r"RunConfig\.total_steps must be >="),
         ("npg", dict(activation="sigmoid"), r"Config\.activation must be one of"),
         ("trpo", dict(max_kl=-0.01), r"Config\.max_kl must be in"),
         ("trpo", dict(backtrack_coef=1.0), r"Config\.backtrack_coef must be in"),
         ("trpo", dict(kl_accept_factor=0.0), r"Config\.kl_accept_factor must be in"),
         ("trpo", dict(cg_damping=-1.0), r"Config\.cg_damping must be in"),
         ("trpo", dict(fvp_stride=0), r"Config\.fvp_stride must be in"),
+        ("trpo", dict(fvp_stride=10**5),
+         r"Config\.fvp_stride must be <= RunConfig\.num_envs \* num_steps"),
         ("trpo", dict(vf_lr=0.0), r"Config\.vf_lr must be in"),
     ],
 )
 def test_config_validation_names_the_field(name, kwargs, message):
+    # Config fields are checked by Config itself, those that depend on the rollout
+    # (RunConfig) by make_train: train_fn runs both.
     with pytest.raises(ValueError, match=message):
-        ALGOS[name].Config(**kwargs)
+        train_fn(ALGOS[name], purerl.envs.make("CartPole-v1"), **kwargs)
 
 
 def test_make_rejects_another_algorithms_config():
@@ -79,7 +87,7 @@ def test_make_rejects_another_algorithms_config():
 def test_update_is_stable_and_compiles_once(name, env_id):
     algo = ALGOS[name]
     env = purerl.envs.make(env_id)
-    agent = algo.make(algo.Config(**SMALL), env.spec)
+    agent = algo.make(split_config(algo, **SMALL)[0], env.spec)
     state = agent.init(jax.random.key(0))
     update = jax.jit(agent.update)
     batch = random_batch(env.spec, jax.random.key(1))
@@ -93,10 +101,12 @@ def test_update_is_stable_and_compiles_once(name, env_id):
     assert not leaves_equal(state.params["actor"], newer_state.params["actor"])
     assert not leaves_equal(state.params["critic"], newer_state.params["critic"])
     obs = batch.obs[0]
-    action, _ = agent.act(state, obs, jax.random.key(4))
+    B = obs.shape[0]
+    carry, first = agent.init_carry(B), jax.numpy.zeros(B, bool)
+    action, _, _ = agent.act(state, carry, obs, first, jax.random.key(4))
     assert action.shape == batch.action.shape[1:]
-    a1, _ = agent.act(state, obs, jax.random.key(5), eval=True)
-    a2, _ = agent.act(state, obs, jax.random.key(6), eval=True)
+    a1, _, _ = agent.act(state, carry, obs, first, jax.random.key(5), eval=True)
+    a2, _, _ = agent.act(state, carry, obs, first, jax.random.key(6), eval=True)
     np.testing.assert_array_equal(a1, a2)
 
 
@@ -163,8 +173,8 @@ def trust_region_steps(key):
     """TRPO's step on a random CartPole batch from an initial actor, with the default
     bound and with one no candidate can meet: (theta, (new_theta, metrics) x 2)."""
     env = purerl.envs.make("CartPole-v1")
-    cfg = trpo.Config(**SMALL)
-    strict = trpo.Config(**SMALL, kl_accept_factor=1e-9, max_backtracks=3)
+    cfg, _ = split_config(trpo, **SMALL)
+    strict, _ = split_config(trpo, **SMALL, kl_accept_factor=1e-9, max_backtracks=3)
     problem, theta = policy_setup(cfg, env, key)
     return theta, trpo.trust_region_step(problem, theta, cfg), trpo.trust_region_step(
         problem, theta, strict)
@@ -175,7 +185,7 @@ def test_trpo_rejected_step_leaves_the_actor_unchanged():
     bit-identical (forgetting to restore θ is a classic TRPO bug); with the default
     bound the same step is accepted within it."""
     theta, (new_theta, m), (kept, m_strict) = trust_region_steps(jax.random.key(0))
-    cfg = trpo.Config(**SMALL)
+    cfg, _ = split_config(trpo, **SMALL)
     assert float(m["trpo/accepted"]) == 1.0
     assert 0 < float(m["trpo/kl"]) <= cfg.max_kl
     assert not np.array_equal(new_theta, theta)
@@ -186,7 +196,7 @@ def test_trpo_rejected_step_leaves_the_actor_unchanged():
     np.testing.assert_array_equal(kept, theta)
 
 
-DENSE = npg.Config(**{**SMALL, "hidden_sizes": (4,)}, cg_iters=60)
+DENSE, _ = split_config(npg, **{**SMALL, "hidden_sizes": (4,)}, cg_iters=60)
 
 
 @jax.jit

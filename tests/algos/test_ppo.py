@@ -9,7 +9,7 @@ import chex
 import purerl
 from purerl import checkpoint
 from purerl.algos import ppo
-from purerl.testing import as_numpy, leaves_equal
+from purerl.testing import as_numpy, leaves_equal, split_config, train_fn
 from purerl.types import Transition
 
 SMALL = dict(total_steps=4 * 32 * 4, num_envs=4, num_steps=32, num_minibatches=4,
@@ -23,24 +23,26 @@ def cartpole():
 
 @pytest.fixture(scope="module")
 def small_train(cartpole):
-    return jax.jit(purerl.make_train(ppo, cartpole, ppo.Config(**SMALL)))
+    return jax.jit(train_fn(ppo, cartpole, **SMALL))
 
 
-def test_config_validation_names_the_field():
+def test_config_validation_names_the_field(cartpole):
     with pytest.raises(ValueError, match=r"Config\.lr must be in \(0"):
         ppo.Config(lr=-1.0)
     with pytest.raises(ValueError, match=r"Config\.objective must be one of \['clip', 'kl'\]"):
         ppo.Config(objective="trust")
-    with pytest.raises(ValueError, match=r"Config\.num_minibatches must divide"):
-        ppo.Config(num_minibatches=3)
+    with pytest.raises(ValueError, match=r"Config\.num_minibatches must divide RunConfig\."):
+        purerl.make_train(ppo, cartpole, ppo.Config(num_minibatches=3))
     with pytest.raises(ValueError, match=r"Config\.gamma"):
         ppo.Config(gamma=1.5)
     with pytest.raises(ValueError, match="minibatches of 1"):
-        ppo.Config(num_envs=1, num_steps=4, num_minibatches=4, total_steps=64)
+        train_fn(ppo, cartpole, num_envs=1, num_steps=4, num_minibatches=4, total_steps=64)
+    with pytest.raises(ValueError, match=r"RunConfig\.total_steps must be >= "):
+        train_fn(ppo, cartpole, num_envs=4, num_steps=32, num_minibatches=4, total_steps=64)
 
 
-def random_batch(spec, cfg, key):
-    T, B = cfg.num_steps, cfg.num_envs
+def random_batch(spec, run, key):
+    T, B = run.num_steps, run.num_envs
     k1, k2, k3 = jax.random.split(key, 3)
     if hasattr(spec.action_space, "n"):
         action = jax.random.randint(k1, (T, B), 0, spec.action_space.n)
@@ -62,11 +64,11 @@ def random_batch(spec, cfg, key):
 @pytest.mark.parametrize("env_id,objective", [("CartPole-v1", "clip"), ("Pendulum-v1", "kl")])
 def test_update_is_stable_and_compiles_once(env_id, objective):
     env = purerl.envs.make(env_id)
-    cfg = ppo.Config(**SMALL, objective=objective)
-    agent = ppo.make(cfg, env.spec)
+    cfg, run = split_config(ppo, **SMALL, objective=objective)
+    agent = ppo.make(cfg, env.spec, num_updates=purerl.loops.schedule(run).num_updates)
     state = agent.init(jax.random.key(0))
     update = jax.jit(agent.update)
-    batch = random_batch(env.spec, cfg, jax.random.key(1))
+    batch = random_batch(env.spec, run, jax.random.key(1))
     new_state, metrics = update(state, batch, jax.random.key(2))
     chex.assert_trees_all_equal_shapes_and_dtypes(state, new_state)
     newer_state, _ = update(new_state, batch, jax.random.key(3))
@@ -80,14 +82,16 @@ def test_update_is_stable_and_compiles_once(env_id, objective):
 
 def test_act_shapes_and_eval_mode():
     env = purerl.envs.make("Pendulum-v1")
-    agent = ppo.make(ppo.Config(**SMALL), env.spec)
+    agent = ppo.make(split_config(ppo, **SMALL)[0], env.spec, num_updates=4)
     state = agent.init(jax.random.key(0))
     obs = jnp.ones((5, 3))
-    action, extras = agent.act(state, obs, jax.random.key(1))
+    carry, first = agent.init_carry(5), jnp.zeros(5, bool)
+    action, carry, extras = agent.act(state, carry, obs, first, jax.random.key(1))
+    assert carry == ()
     assert action.shape == (5, 1) and extras["log_prob"].shape == (5,)
     assert agent.value(state, obs).shape == (5,)
-    a1, _ = agent.act(state, obs, jax.random.key(1), eval=True)
-    a2, _ = agent.act(state, obs, jax.random.key(2), eval=True)
+    a1, _, _ = agent.act(state, carry, obs, first, jax.random.key(1), eval=True)
+    a2, _, _ = agent.act(state, carry, obs, first, jax.random.key(2), eval=True)
     np.testing.assert_array_equal(a1, a2)
 
 
@@ -101,7 +105,7 @@ def test_same_key_same_result_different_keys_differ(small_train):
 
 def test_vmap_over_seeds_equals_separate_runs(cartpole, small_train):
     keys = jax.random.split(jax.random.key(7), 4)
-    train = purerl.make_train(ppo, cartpole, ppo.Config(**SMALL))
+    train = train_fn(ppo, cartpole, **SMALL)
     batched = jax.jit(jax.vmap(train))(keys)
     for i in range(4):
         single = small_train(keys[i])
@@ -111,8 +115,8 @@ def test_vmap_over_seeds_equals_separate_runs(cartpole, small_train):
 
 def train_mean_eval(env_id, num_seeds=2, **overrides):
     env = purerl.envs.make(env_id)
-    cfg = ppo.Config(**overrides)
-    train = jax.jit(jax.vmap(purerl.make_train(ppo, env, cfg)))
+    cfg, run = split_config(ppo, **overrides)
+    train = jax.jit(jax.vmap(purerl.make_train(ppo, env, cfg, run)))
     runner, metrics = train(jax.random.split(jax.random.key(0), num_seeds))
     return runner, metrics, cfg, env
 
@@ -157,8 +161,8 @@ def test_learns_cartpole_quickly():
 
 
 def test_trainer_resume_is_bit_identical(tmp_path, cartpole):
-    cfg = ppo.Config(**{**SMALL, "num_evals": 4, "total_steps": 4 * 32 * 4})
-    trainer = purerl.Trainer(ppo, cartpole, cfg, num_seeds=2)
+    cfg, run = split_config(ppo, **{**SMALL, "num_evals": 4, "total_steps": 4 * 32 * 4})
+    trainer = purerl.Trainer(ppo, cartpole, cfg, run, num_seeds=2)
     assert trainer.num_blocks == 4
     straight, metrics = trainer.run(trainer.init(jax.random.key(3)))
     assert metrics["eval/return"].shape == (4, 2)

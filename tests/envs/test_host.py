@@ -14,6 +14,7 @@ import pytest
 from purerl import loops
 from purerl.algos import a2c, ppo, sac
 from purerl.envs import make_host
+from purerl.testing import split_config
 from purerl.types import Box, Discrete
 
 # --- Gymnasium ---------------------------------------------------------------------
@@ -132,22 +133,22 @@ def test_errors(cartpole, monkeypatch):
 
 # --- run_host ----------------------------------------------------------------------
 
-A2C_CONFIG = a2c.Config(num_envs=2, num_steps=8, total_steps=2 * 8 * 4,
-                        hidden_sizes=(16,))
+A2C_CONFIG, A2C_RUN = split_config(a2c, num_envs=2, num_steps=8, total_steps=2 * 8 * 4,
+                                   hidden_sizes=(16,))
 
 
 def test_run_host_num_envs_mismatch():
     env = make_host("gymnasium:CartPole-v1", num_envs=3)
-    match = r"num_envs \(3\) must equal config.num_envs \(2\)"
+    match = r"num_envs \(3\) must equal RunConfig.num_envs \(2\)"
     with pytest.raises(ValueError, match=match):
-        loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0))
+        loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0), A2C_RUN)
     env.close()
 
 
 def test_run_host_a2c():
     env = make_host("gymnasium:CartPole-v1", num_envs=2, seed=0)
     seen = []
-    state, history = loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0),
+    state, history = loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0), A2C_RUN,
                                     callback=lambda i, m: seen.append(i))
     env.close()
     assert seen == [0, 1, 2, 3]
@@ -156,36 +157,49 @@ def test_run_host_a2c():
         assert history[name].shape == (4,) and np.isfinite(history[name]).all(), name
     assert int(state.iteration) == 4
     # 64 random-policy CartPole steps finish a few episodes (about 20 steps each).
-    assert history["train/episodes"].sum() >= 1
-    finished = history["train/episode_return"][history["train/episodes"] > 0]
+    episodes = history["train/episodes"]
+    assert episodes.sum() >= 1
+    # Raw per-iteration sums: the mean return of an iteration's finished episodes is
+    # at least 8 (CartPole lasts 8+ steps), and nothing is summed where none finished.
+    return_sum, length_sum = history["train/return_sum"], history["train/length_sum"]
+    finished = return_sum[episodes > 0] / episodes[episodes > 0]
     assert np.isfinite(finished).all() and (finished >= 8).all()
-    np.testing.assert_array_equal(
-        np.isnan(history["train/episode_return"]), history["train/episodes"] == 0)
+    np.testing.assert_array_equal(return_sum[episodes == 0], 0)
+    np.testing.assert_array_equal(length_sum[episodes == 0], 0)
+    np.testing.assert_allclose(return_sum, length_sum)  # CartPole: reward 1 per step
+    block = loops.block_metrics(history, 4)
+    np.testing.assert_allclose(block["train/episode_return"],
+                               return_sum.sum() / episodes.sum(), rtol=1e-6)
 
 
 def test_run_host_ppo_learns_cartpole():
     env = make_host("gymnasium:CartPole-v1", num_envs=4, seed=0)
     # 16 iterations of 512 steps: returns go from ~30 to ~150 (seeds 0-2).
-    config = ppo.Config(num_envs=4, num_steps=128, total_steps=4 * 128 * 16, lr=1e-3)
-    _, history = loops.run_host(ppo, env, config, jax.random.key(0))
+    config, run = split_config(ppo, num_envs=4, num_steps=128, total_steps=4 * 128 * 16,
+                               lr=1e-3)
+    _, history = loops.run_host(ppo, env, config, jax.random.key(0), run)
     env.close()
-    returns = history["train/episode_return"]
+    assert len(history["env_steps"]) == 16
+    episodes = history["train/episodes"]
+    # Each iteration's mean return over its finished episodes (NaN if none).
+    returns = np.where(episodes > 0, history["train/return_sum"] / np.maximum(episodes, 1),
+                       np.nan)
     early, late = np.nanmean(returns[:4]), np.nanmean(returns[-4:])
     assert late > early + 50, (early, late)
 
 
 # --- HostLoop: seeds, off-policy agents, evaluation ----------------------------------
 
-SAC_CONFIG = sac.Config(total_steps=48, num_envs=1, num_steps=2, batch_size=8,
-                        buffer_size=64, learning_starts=8, hidden_sizes=(16,),
-                        num_eval_envs=2)
+SAC_CONFIG, SAC_RUN = split_config(sac, total_steps=48, num_envs=1, num_steps=2,
+                                   batch_size=8, buffer_size=64, learning_starts=8,
+                                   hidden_sizes=(16,), num_eval_envs=2)
 
 
 def _sac_loop(num_seeds, seed=0):
     make = lambda n, s: make_host("gymnasium:Pendulum-v1", num_envs=n, seed=s,  # noqa: E731
                                   max_episode_steps=20)
-    return loops.HostLoop(sac, make(num_seeds, seed), SAC_CONFIG, num_seeds=num_seeds,
-                          eval_env=make(2 * num_seeds, seed + 100))
+    return loops.HostLoop(sac, make(num_seeds, seed), SAC_CONFIG, SAC_RUN,
+                          num_seeds=num_seeds, eval_env=make(2 * num_seeds, seed + 100))
 
 
 def _close(loop):
@@ -201,7 +215,7 @@ def test_host_loop_sac_seeds_and_evaluation():
     assert history["loss/critic"].shape == (12, 2)
     np.testing.assert_array_equal(history["env_steps"][-1], [24, 24])
     assert int(runner.env_steps) == 24 and int(runner.iteration) == 12
-    np.testing.assert_array_equal(runner.agent.replay.size, [24, 24])
+    np.testing.assert_array_equal(runner.memory.size, [24, 24])  # the loop's replay
     # Updates start once learning_starts=8 transitions are in (iteration 3 adds them).
     assert (history["loss/critic"][:3] == 0).all()
     assert (history["loss/critic"][3:] != 0).all()
@@ -221,7 +235,8 @@ def test_host_loop_is_deterministic_and_continues_in_chunks():
     runner_b = chunks.init(jax.random.key(3))
     runner_b, first = chunks.run(runner_b, 4)
     runner_b, rest = chunks.run(runner_b, 6)
-    for a, b in zip(jax.tree.leaves(runner_a.agent), jax.tree.leaves(runner_b.agent)):
+    for a, b in zip(jax.tree.leaves((runner_a.agent, runner_a.memory)),
+                    jax.tree.leaves((runner_b.agent, runner_b.memory)), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(
         hist_a["loss/critic"], np.concatenate([first["loss/critic"], rest["loss/critic"]]))
@@ -231,15 +246,15 @@ def test_host_loop_is_deterministic_and_continues_in_chunks():
 
 def test_host_loop_checks_env_counts():
     env = make_host("gymnasium:Pendulum-v1", num_envs=3)
-    with pytest.raises(ValueError, match=r"num_envs \(3\) must equal config.num_envs "
+    with pytest.raises(ValueError, match=r"num_envs \(3\) must equal RunConfig.num_envs "
                                          r"\(1\) x num_seeds \(2\)"):
-        loops.HostLoop(sac, env, SAC_CONFIG, num_seeds=2)
+        loops.HostLoop(sac, env, SAC_CONFIG, SAC_RUN, num_seeds=2)
     with pytest.raises(ValueError, match=r"eval_env.num_envs \(3\) must equal "
-                                         r"config.num_eval_envs \(2\) x 1 seeds"):
-        loops.HostLoop(sac, make_host("gymnasium:Pendulum-v1"), SAC_CONFIG, num_seeds=1,
-                       eval_env=env)
+                                         r"RunConfig.num_eval_envs \(2\) x 1 seeds"):
+        loops.HostLoop(sac, make_host("gymnasium:Pendulum-v1"), SAC_CONFIG, SAC_RUN,
+                       num_seeds=1, eval_env=env)
     with pytest.raises(ValueError, match="supports action spaces"):
-        loops.HostLoop(sac, make_host("gymnasium:CartPole-v1"), SAC_CONFIG)
+        loops.HostLoop(sac, make_host("gymnasium:CartPole-v1"), SAC_CONFIG, SAC_RUN)
     env.close()
 
 
@@ -250,12 +265,13 @@ def test_host_loop_sac_pixels_keep_uint8_frames():
                         frame_stack=2, action_repeat=8)
     except RuntimeError as e:
         pytest.skip(f"no OpenGL renderer here: {e}")
-    config = sac.Config(total_steps=12, batch_size=4, buffer_size=16, learning_starts=4,
-                        hidden_sizes=(16,), feature_dim=8, num_eval_envs=1)
-    loop = loops.HostLoop(sac, env, config, num_seeds=2)
+    config, run = split_config(sac, total_steps=12, batch_size=4, buffer_size=16,
+                               learning_starts=4, hidden_sizes=(16,), feature_dim=8,
+                               num_eval_envs=1)
+    loop = loops.HostLoop(sac, env, config, run, num_seeds=2)
     runner, history = loop.run(loop.init(jax.random.key(0)), 6)
     env.close()
-    frames = runner.agent.replay.data["obs"]
+    frames = runner.memory.data["obs"]  # the loop's replay
     assert frames.dtype == np.uint8 and frames.shape == (2, 16, 32, 32, 6)
     assert np.asarray(frames[:, :6]).max() > 0 and not np.asarray(frames[:, 6:]).any()
     assert "encoder" in runner.agent.params

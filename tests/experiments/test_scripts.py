@@ -25,14 +25,17 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
     results = json.loads((out / "results.json").read_text())
     for field in ("algo", "env", "num_seeds", "total_steps", "eval_steps", "eval_returns",
                   "final_returns", "final_return_mean", "wall_seconds", "compile_seconds",
-                  "env_steps_per_second", "config", "versions"):
+                  "env_steps_per_second", "config", "run", "versions"):
         assert field in results, field
     assert results["algo"] == "ppo" and results["env"] == "CartPole-v1"
     assert results["num_seeds"] == 2 and results["total_steps"] == 1024
     assert len(results["eval_steps"]) == 2 and results["eval_steps"][-1] == 1024
     assert len(results["eval_returns"]) == 2 and len(results["eval_returns"][0]) == 2
     assert results["final_returns"] == results["eval_returns"][-1]
-    assert results["config"]["num_envs"] == 4 and results["config"]["num_steps"] == 64
+    # The loop settings are the run's (RunConfig), the hyperparameters the config's.
+    assert results["run"]["num_envs"] == 4 and results["run"]["num_steps"] == 64
+    assert results["run"]["total_steps"] == 1024 and results["run"]["num_evals"] == 2
+    assert "num_envs" not in results["config"] and results["config"]["num_epochs"] == 4
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["block"] for r in rows] == [1, 2]
     assert "loss/actor" in rows[0] and "eval/return" in rows[0]

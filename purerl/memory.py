@@ -1,0 +1,115 @@
+"""Experience memory owned by the loop: one small interface over three kinds.
+
+An algorithm module says what it needs; the loop keeps the memory in its runner,
+writes every rollout to it and decides when to train:
+
+* no ``replay`` function (on-policy): the memory is the last rollout, ``[T, B]``,
+  handed to one ``update`` and dropped;
+* ``replay(config) -> Replay(...)`` with ``sequence_length == 0``: a flat ring of
+  transitions (``buffers.flat_*``); every training round samples ``batch_size`` of
+  them, ``updates`` times;
+* ``sequence_length = L > 0``: one time-major stream per env (``buffers.seq_*``);
+  samples are windows ``[L, batch_size]`` of consecutive steps (Off-PAC's segments,
+  Dreamer's sequences).
+
+What is stored is the rollout record, raw: ``obs``, ``action``, ``reward`` (unscaled),
+``terminated``, ``truncated``, ``next_obs`` (the true next observation, the final one
+at an episode end), ``first`` (True on an episode's first step) and the ``extras`` of
+``act``. The loop turns a sample into the ``Transition`` an ``update`` takes only when
+it trains (``loops.to_batch``): rewards are scaled and steps cut by a time limit are
+bootstrapped with the *current* critic, never with one frozen at collection time.
+
+``Memory`` is ``init(example, num_envs) / add(state, records) / sample(state, key) /
+ready(state)``; ``init`` takes one step's record (``jax.ShapeDtypeStruct`` leaves).
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from purerl import buffers
+
+
+class Replay(NamedTuple):
+    """What a replay-based algorithm asks of the loop."""
+
+    capacity: int
+    """Steps kept per seed, all training envs together (a sequence memory keeps
+    ``capacity // num_envs`` steps of each env)."""
+    batch_size: int
+    """Transitions (flat) or windows (sequences) per update."""
+    updates: int = 1
+    """Updates per training round; a round follows every iteration of the loop
+    (``RunConfig.num_envs * num_steps`` env steps)."""
+    learning_starts: int = 0
+    """Env steps per seed taken with uniform random actions, and without training,
+    before the first round (prefill)."""
+    sequence_length: int = 0
+    """0: flat transitions; L > 0: windows of L consecutive steps of one env."""
+
+
+class Memory(NamedTuple):
+    init: Callable  # (example_record, num_envs) -> state
+    add: Callable  # (state, records [T, B, ...]) -> state
+    sample: Callable  # (state, key) -> records [batch] (flat) or [L, batch] (sequences)
+    ready: Callable  # state -> bool scalar: enough stored to sample
+    replay: Replay | None  # None for the on-policy rollout memory
+
+
+def rollout() -> Memory:
+    """The on-policy memory: exactly the last rollout."""
+    return Memory(
+        init=lambda example, num_envs: (),
+        add=lambda state, records: records,
+        sample=lambda state, key: state,
+        ready=lambda state: jnp.bool_(True),
+        replay=None,
+    )
+
+
+def flat(replay: Replay) -> Memory:
+    """A flat ring of ``replay.capacity`` transitions, sampled uniformly."""
+
+    def add(state, records):
+        items = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), records)
+        return buffers.flat_add(state, items)
+
+    return Memory(
+        init=lambda example, num_envs: buffers.flat_init(example, replay.capacity),
+        add=add,
+        sample=lambda state, key: buffers.flat_sample(state, key, replay.batch_size),
+        ready=buffers.can_sample,
+        replay=replay,
+    )
+
+
+def sequences(replay: Replay) -> Memory:
+    """One stream per env, ``capacity // num_envs`` steps each, sampled as windows."""
+    length = replay.sequence_length
+
+    def init(example, num_envs, check_only=False):
+        per_env = replay.capacity // num_envs
+        if per_env < length:
+            raise ValueError(
+                f"a sequence replay of {replay.capacity} steps over {num_envs} envs keeps "
+                f"{per_env} steps per env, fewer than one window of {length}")
+        return None if check_only else buffers.seq_init(example, per_env, num_envs)
+
+    return Memory(
+        init=init,
+        add=buffers.seq_extend,
+        sample=lambda state, key: buffers.seq_sample(state, key, replay.batch_size, length),
+        ready=lambda state: buffers.can_sample(state, length),
+        replay=replay,
+    )
+
+
+def for_algo(algo, config) -> Memory:
+    """The memory ``algo`` asks for (its module's ``replay(config)``, if any)."""
+    spec = getattr(algo, "replay", None)
+    if spec is None:
+        return rollout()
+    replay = spec(config)
+    return sequences(replay) if replay.sequence_length else flat(replay)
