@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from run_throughput import ROOT, machine, run_json
+from run_throughput import ROOT, baseline_rows, machine, run_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = ("rejax",)
@@ -60,9 +60,13 @@ def main(argv=None) -> int:
                    help="replay capacity per seed (default: --total-steps)")
     p.add_argument("--peers", default="rejax",
                    help="peers to run: rejax or '' for none")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="a checkout of another purerl commit: its purerl rows run beside "
+                   "this tree's")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--timeout", type=int, default=7200, help="seconds per measurement")
     args = p.parse_args(argv)
+    baseline = baseline_rows(args.baseline)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     peers = [s for s in args.peers.split(",") if s]
     unknown = sorted(set(peers) - set(PEERS))
@@ -77,8 +81,11 @@ def main(argv=None) -> int:
     rows = []
     start = time.time()
 
-    def measure(config, cmd):
-        rows.append({"config": config, **run_json(cmd, timeout=args.timeout)})
+    def measure(config, cmd, env=None):
+        result = run_json(cmd, env, timeout=args.timeout)
+        if env is not None:
+            result["framework"] = "purerl (baseline commit)"
+        rows.append({"config": config, **result})
 
     for n in seeds:
         common = ["--num-seeds", str(n), "--total-steps", str(args.total_steps),
@@ -90,6 +97,13 @@ def main(argv=None) -> int:
         if n > 1 and cores > 1 and n % cores == 0:
             measure(f"purerl, seeds sharded over {cores} host devices",
                     [py, "benchmarks/purerl_sac.py", *common, "--devices", str(cores)])
+        if baseline:
+            label, root, env = baseline
+            script = os.path.join(root, "benchmarks", "purerl_sac.py")
+            measure(f"purerl @ {label}", [py, script, *common, *single], env)
+            if n > 1 and cores > 1 and n % cores == 0:
+                measure(f"purerl @ {label}, seeds sharded over {cores} host devices",
+                        [py, script, *common, "--devices", str(cores)], env)
         if "rejax" in peers:
             measure("rejax", ["benchmarks/.venvs/rejax/bin/python",
                               "benchmarks/peers/rejax_sac.py", *common, *single])

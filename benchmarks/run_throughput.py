@@ -1,12 +1,17 @@
-"""PPO throughput on CartPole-v1: purerl vs rejax vs Stable-Baselines3, in one run.
+"""PPO throughput on CartPole-v1: purerl vs rejax vs PureJaxRL vs Stable-Baselines3.
 
     python benchmarks/run_throughput.py [--total-steps 200000] [--seeds 1,8,32] [--repeats 3]
+        [--purejaxrl-path DIR]
 
 Each measurement is its own process (so peak RSS is that measurement's): purerl's from
 ``benchmarks/purerl_ppo.py`` in this environment, the peers' from
 ``benchmarks/peers/*.py`` in their own virtual environments (rejax 0.1.3 needs
 gymnax<1.0 and SB3 2.9.2 needs gymnasium 1.4, which purerl's gymnax 1.0.1 refuses),
-built first by ``benchmarks/peers/build_venvs.sh``. All runs share one configuration:
+built first by ``benchmarks/peers/build_venvs.sh``. PureJaxRL is not a package: its
+``purejaxrl/ppo.py`` and ``wrappers.py`` at commit 31756b1 are loaded, unedited, from the
+directory given by ``--purejaxrl-path`` or ``$PURERL_PUREJAXRL_PPO`` (that directory, or
+its ppo.py); without it the purejaxrl peer is skipped with a note on how to get the
+files. All runs share one configuration:
 4 envs x 128 steps, 4 epochs x 4 minibatches, 64x64 tanh MLPs (see the scripts'
 docstrings for what each library cannot match). Results go to
 ``benchmarks/results/ppo_throughput.{json,md,png}``.
@@ -25,6 +30,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from purerl.xla import ENV_VAR as DEFAULT_SCHEDULER, without_flag  # noqa: E402
+
+PUREJAXRL_ENV_VAR = "PURERL_PUREJAXRL_PPO"
 
 
 def machine() -> dict:
@@ -63,6 +70,39 @@ def run_json(cmd: list[str], env: dict | None = None, timeout: int = 1800) -> di
     return result
 
 
+def _purejaxrl_dir(path: str | None) -> str | None:
+    """The absolute directory holding PureJaxRL's ppo.py and wrappers.py, or None
+    (with a printed note on how to get them) when ``path`` is unset or lacks them."""
+    if path and not os.path.exists(path):
+        problem = f"{path} does not exist"
+    elif path:
+        path = os.path.abspath(path)
+        directory = path if os.path.isdir(path) else os.path.dirname(path)
+        missing = [f for f in ("ppo.py", "wrappers.py")
+                   if not os.path.isfile(os.path.join(directory, f))]
+        if not missing:
+            return directory
+        problem = f"{', '.join(missing)} not found in {directory}"
+    else:
+        problem = f"no --purejaxrl-path and ${PUREJAXRL_ENV_VAR} unset"
+    print(f"note: skipping the purejaxrl peer ({problem}). To run it, take its files "
+          "at commit 31756b1 from a clone of https://github.com/luchris429/purejaxrl:\n"
+          "    git show 31756b1:purejaxrl/ppo.py > DIR/ppo.py\n"
+          "    git show 31756b1:purejaxrl/wrappers.py > DIR/wrappers.py\n"
+          f"  then pass --purejaxrl-path DIR (or set {PUREJAXRL_ENV_VAR}=DIR).", flush=True)
+    return None
+
+
+def baseline_rows(root: str | None):
+    """``(label, root, env)`` for a baseline checkout: its purerl is imported first."""
+    if root is None:
+        return None
+    root = os.path.abspath(root)
+    commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    return commit, root, {"PYTHONPATH": root}
+
+
 def merge_rounds(results: list[dict]) -> dict:
     """One row from several processes of one measurement: the process with the median
     env-steps/s (its compile time, memory and return), plus every process's rate."""
@@ -81,11 +121,24 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=1,
                    help="processes per measurement, alternating between implementations "
                    "(the median process is reported)")
-    p.add_argument("--peers", default="rejax,sb3", help="peers to run ('' for none)")
+    p.add_argument("--peers", default="rejax,sb3,purejaxrl",
+                   help="peers to run ('' for none)")
+    p.add_argument("--purejaxrl-path", default=os.environ.get(PUREJAXRL_ENV_VAR),
+                   help="directory with purejaxrl/ppo.py and wrappers.py at commit "
+                   f"31756b1, or that ppo.py (default: ${PUREJAXRL_ENV_VAR})")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="a checkout of another purerl commit (e.g. `git worktree add DIR "
+                   "<commit>`): its purerl rows run beside this tree's, same rounds")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     peers = [s for s in args.peers.split(",") if s]
+    baseline = baseline_rows(args.baseline)
+    purejaxrl_dir = None
+    if "purejaxrl" in peers:
+        purejaxrl_dir = _purejaxrl_dir(args.purejaxrl_path)
+        if purejaxrl_dir is None:
+            peers.remove("purejaxrl")
     if peers:
         subprocess.run(["bash", "benchmarks/peers/build_venvs.sh", *peers], cwd=ROOT, check=True)
     py = sys.executable
@@ -113,15 +166,32 @@ def main(argv=None) -> int:
             commands[fastest] = (ours, None)
         commands[f"{fastest}, XLA's default scheduler ({DEFAULT_SCHEDULER}=1)"] = (
             ours, {DEFAULT_SCHEDULER: "1"})
+        if baseline:
+            label, root, env = baseline
+            script = os.path.join(root, "benchmarks", "purerl_ppo.py")
+            commands[f"purerl @ {label}"] = ([py, script, *common, *single], env)
+            if fastest != "purerl":
+                commands[f"purerl @ {label}, seeds sharded over {cores} host devices"] = (
+                    [py, script, *common, "--devices", str(cores)], env)
         if "rejax" in peers:
             commands["rejax"] = (["benchmarks/.venvs/rejax/bin/python",
                                   "benchmarks/peers/rejax_ppo.py", *common, *single], None)
+        if "purejaxrl" in peers:
+            # One device only: its flax orthogonal init deadlocks XLA:CPU when the seed
+            # axis is sharded over host devices.
+            commands["purejaxrl"] = (["benchmarks/.venvs/purejaxrl/bin/python",
+                                      "benchmarks/peers/purejaxrl_ppo.py",
+                                      "--purejaxrl-path", purejaxrl_dir,
+                                      *common, *single], None)
         # Rounds alternate the implementations, so that a slow spell of this shared
         # machine hits all of them rather than one.
         runs = {name: [] for name in commands}
         for _ in range(args.rounds):
             for name, (cmd, env) in commands.items():
-                runs[name].append(run_json(cmd, env))
+                result = run_json(cmd, env)
+                if name.startswith("purerl @"):
+                    result["framework"] = "purerl (baseline commit)"
+                runs[name].append(result)
         rows.extend({"config": name, **merge_rounds(results)}
                     for name, results in runs.items())
         if "sb3" in peers and n == 1:
@@ -163,7 +233,8 @@ def main(argv=None) -> int:
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"{report['machine']['memory_gib']} GiB, no GPU; jax {report['jax']}; "
         f"{report['date']}. Command: `python benchmarks/run_throughput.py "
-        f"--total-steps {args.total_steps} --repeats {args.repeats} --rounds {args.rounds}`.",
+        f"--total-steps {args.total_steps} --repeats {args.repeats} --rounds {args.rounds}"
+        f"{' --baseline <checkout of ' + baseline[0] + '>' if baseline else ''}`.",
         "",
         f"{report['config']}. Env-steps/s counts all seeds, excludes compilation, "
         f"median of {args.repeats} timed runs per process; {args.rounds} process(es) "
@@ -188,6 +259,9 @@ def main(argv=None) -> int:
     lines += ["", "Final returns are not comparable across rows: purerl reports 8 greedy "
               "evaluation episodes, rejax 128 stochastic ones, SB3 its last training "
               "episodes (and runs fewer steps)."]
+    if "purejaxrl" in peers:
+        lines[-1] += (" PureJaxRL reports the training episodes completed in its last "
+                      "update (stochastic policy).")
     with open(os.path.join(args.out, "ppo_throughput.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     _plot(rows, os.path.join(args.out, "ppo_throughput.png"))
@@ -204,7 +278,8 @@ def _plot(rows, path):
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=80)
     labels = [f"{r['num_seeds']} seed{'s' if r['num_seeds'] > 1 else ''}\n{r['config']}"
               for r in rows]
-    colors = {"purerl": "tab:blue", "rejax": "tab:orange", "sb3": "tab:green"}
+    colors = {"purerl": "tab:blue", "rejax": "tab:orange", "sb3": "tab:green",
+              "purejaxrl": "tab:red", "purerl (baseline commit)": "tab:cyan"}
     ax.barh(range(len(rows)), [r["env_steps_per_second"] for r in rows],
             color=[colors.get(r["framework"], "gray") for r in rows])
     ax.set_yticks(range(len(rows)), labels, fontsize=6)

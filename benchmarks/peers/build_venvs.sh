@@ -2,7 +2,7 @@
 # Build the isolated virtual environments for the peer PPO benchmarks.
 #
 # Usage (from the repository root):  bash benchmarks/peers/build_venvs.sh [name ...]
-#   names: rejax sb3 (default: both)
+#   names: rejax sb3 purejaxrl (default: all three)
 #
 # Each peer gets benchmarks/.venvs/<name>, created with `python3 -m venv` and
 # filled from benchmarks/peers/requirements-<name>.txt. A venv whose
@@ -21,7 +21,7 @@ fi
 
 names=("$@")
 if [[ ${#names[@]} -eq 0 ]]; then
-    names=(rejax sb3)
+    names=(rejax sb3 purejaxrl)
 fi
 
 mkdir -p "$VENV_ROOT"

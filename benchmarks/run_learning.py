@@ -1,0 +1,85 @@
+"""Rerun the README's learning results with their commands; keep their results.
+
+    python benchmarks/run_learning.py [--only ppo_CartPole-v1,a2c_CartPole-v1] [--list]
+
+Each entry is one experiment-script command (the README table's), run in its own
+process into a temporary run directory; its ``results.json`` and ``curve.png`` are
+copied to ``benchmarks/results/learning/<name>.{json,png}``, replacing the committed
+ones, and one line per run is printed: final mean, min and max over seeds, wall time.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "results", "learning")
+
+RUNS = {
+    "ppo_CartPole-v1": "ppo.py --env CartPole-v1 --num-seeds 8 --total-steps 500000",
+    "ppo_Pendulum-v1": "ppo.py --env Pendulum-v1 --num-seeds 8",
+    "ppo_kl_CartPole-v1": "ppo.py --env CartPole-v1 --num-seeds 8 --total-steps 500000 "
+                          "--objective kl",
+    "ppo_kl_Pendulum-v1": "ppo.py --env Pendulum-v1 --num-seeds 8 --objective kl",
+    "reinforce_CartPole-v1": "reinforce.py --num-seeds 8",
+    "reinforce_nobaseline_CartPole-v1": "reinforce.py --num-seeds 8 --baseline false",
+    "actor_critic_CartPole-v1": "actor_critic.py --num-seeds 8",
+    "actor_critic_advantage_CartPole-v1": "actor_critic.py --num-seeds 8 --advantage true "
+                                          "--ent-coef 0.01 --reward-scale 1",
+    "a2c_CartPole-v1": "a2c.py --num-seeds 8",
+    "offpac_CartPole-v1": "offpac.py --num-seeds 8",
+    "offpac_uniform_CartPole-v1": "offpac.py --num-seeds 8 --behaviour uniform",
+    "npg_Pendulum-v1": "npg.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",
+    "npg_CartPole-v1": "npg.py --env CartPole-v1 --num-seeds 8 --total-steps 1000000",
+    "trpo_Pendulum-v1": "trpo.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",
+    "trpo_CartPole-v1": "trpo.py --env CartPole-v1 --num-seeds 8 --total-steps 1000000",
+    "acktr_CartPole-v1": "acktr.py --env CartPole-v1 --num-seeds 8 --total-steps 1000000",
+    "acktr_Pendulum-v1": "acktr.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",
+    "sac_Pendulum-v1": "sac.py --num-seeds 8",
+    "sac_dmc-cartpole-swingup": "sac.py --env dmc:cartpole-swingup --num-seeds 3",
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=None, help="comma-separated names (default: all)")
+    p.add_argument("--list", action="store_true", help="print the names and commands")
+    args = p.parse_args(argv)
+    names = list(RUNS) if args.only is None else args.only.split(",")
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        p.error(f"unknown runs {unknown}; known: {list(RUNS)}")
+    if args.list:
+        for name in names:
+            print(f"{name}: python experiments/{RUNS[name]}")
+        return 0
+    os.makedirs(OUT, exist_ok=True)
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, f"experiments/{RUNS[name].split()[0]}",
+                   *RUNS[name].split()[1:], "--no-progress", "--out", tmp]
+            print("$", " ".join(cmd[1:-2]), flush=True)
+            start = time.time()
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            with open(os.path.join(tmp, "results.json")) as f:
+                results = json.load(f)
+            results["command"] = f"python experiments/{RUNS[name]}"
+            with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+                json.dump(results, f, indent=1)
+            shutil.copy(os.path.join(tmp, "curve.png"), os.path.join(OUT, f"{name}.png"))
+        final = results["final_returns"]
+        print(f"  {name}: mean {sum(final) / len(final):.1f} (min {min(final):.1f}, max "
+              f"{max(final):.1f}) at {results['eval_steps'][-1]:,} steps; "
+              f"{results['wall_seconds']:.0f}s + {results['compile_seconds']:.0f}s compile "
+              f"({time.time() - start:.0f}s in all)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
