@@ -129,6 +129,9 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default=None, metavar="DIR",
                    help="a checkout of another purerl commit (e.g. `git worktree add DIR "
                    "<commit>`): its purerl rows run beside this tree's, same rounds")
+    p.add_argument("--timeout", type=int, default=900,
+                   help="seconds per process; a peer past it is killed and its run "
+                   "recorded as failed")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
     py = sys.executable
     cores = os.cpu_count() or 1
     steps, reps = str(args.total_steps), str(args.repeats)
-    rows = []
+    rows, failures = [], []
     start = time.time()
     for n in seeds:
         common = ["--num-seeds", str(n), "--total-steps", steps, "--repeats", reps]
@@ -186,14 +189,23 @@ def main(argv=None) -> int:
         # Rounds alternate the implementations, so that a slow spell of this shared
         # machine hits all of them rather than one.
         runs = {name: [] for name in commands}
-        for _ in range(args.rounds):
+        for r in range(args.rounds):
             for name, (cmd, env) in commands.items():
-                result = run_json(cmd, env)
+                try:
+                    result = run_json(cmd, env, timeout=args.timeout)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    if name.startswith("purerl"):
+                        raise
+                    # A peer that fails or hangs costs its row, not the benchmark.
+                    failures.append(f"{name} at {n} seeds, round {r + 1}: "
+                                    f"{type(e).__name__}: {str(e)[:160]}")
+                    print("  -> FAILED:", failures[-1], flush=True)
+                    continue
                 if name.startswith("purerl @"):
                     result["framework"] = "purerl (baseline commit)"
                 runs[name].append(result)
         rows.extend({"config": name, **merge_rounds(results)}
-                    for name, results in runs.items())
+                    for name, results in runs.items() if results)
         if "sb3" in peers and n == 1:
             rows.append({"config": "sb3 (torch, 1 thread)", **run_json(
                 ["benchmarks/.venvs/sb3/bin/python", "benchmarks/peers/sb3_ppo.py",
@@ -222,6 +234,7 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "wall_seconds": round(time.time() - start, 1),
         "results": rows,
+        "failed_peer_processes": failures,
         "ratio_purerl_best_over_peer": ratios,
     }
     os.makedirs(args.out, exist_ok=True)
@@ -262,6 +275,10 @@ def main(argv=None) -> int:
     if "purejaxrl" in peers:
         lines[-1] += (" PureJaxRL reports the training episodes completed in its last "
                       "update (stochastic policy).")
+    if failures:
+        lines += ["", "Peer processes that failed (their rows use the other rounds):", ""]
+        lines += [f"- {f}" for f in failures]
+
     with open(os.path.join(args.out, "ppo_throughput.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     _plot(rows, os.path.join(args.out, "ppo_throughput.png"))

@@ -48,7 +48,11 @@ is reported. The last line on stdout is one JSON object with the measurement.
 Single device only: PureJaxRL's flax ``orthogonal`` kernel init deadlocks XLA:CPU
 when its seed axis is sharded over host devices
 (``--xla_force_host_platform_device_count``), so this benchmark has no
-``--devices`` option and always runs on one CPU device.
+``--devices`` option and always runs on one CPU device. Even there, vmapped over 32
+seeds, one process of the 2026-12-02 run hung the same way (flax's orthogonal init
+calls LAPACK's QR, batched over seeds; purerl's own networks avoid it, see
+``purerl.networks.orthogonal``): ``run_throughput.py`` kills a peer process after
+``--timeout`` seconds and reports the row from its other rounds.
 
 Configuration (matched to purerl's benchmark config), in ppo.py's keys:
 ENV_NAME CartPole-v1, NUM_ENVS 4, NUM_STEPS 128 (batch 512), UPDATE_EPOCHS 4,
