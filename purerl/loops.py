@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from purerl import envs as envs_lib
 from purerl import memory as memory_lib
@@ -126,10 +127,10 @@ def check_compatible(algo, spec, config, run: RunConfig) -> None:
             raise ValueError(f"{algo.__name__}: a replay of {replay.capacity} transitions "
                              f"cannot hold one iteration of {run.batch_size}")
         if replay.sequence_length:
-            memory_lib.sequences(replay).init(None, run.num_envs, check_only=True)
+            memory_lib.steps_per_env(replay, run.num_envs)
         if replay.learning_starts and isinstance(spec.action_space, Box):
-            if not (jnp.all(jnp.isfinite(jnp.asarray(spec.action_space.low)))
-                    and jnp.all(jnp.isfinite(jnp.asarray(spec.action_space.high)))):
+            bounds = np.concatenate([spec.action_space.low, spec.action_space.high])
+            if not np.all(np.isfinite(bounds)):
                 raise ValueError("uniform random warm-up actions need finite Box bounds")
 
 

@@ -85,17 +85,22 @@ def flat(replay: Replay) -> Memory:
     )
 
 
+def steps_per_env(replay: Replay, num_envs: int) -> int:
+    """Steps a sequence replay keeps of each env; an error if not one window."""
+    per_env = replay.capacity // num_envs
+    if per_env < replay.sequence_length:
+        raise ValueError(
+            f"a sequence replay of {replay.capacity} steps over {num_envs} envs keeps "
+            f"{per_env} steps per env, fewer than one window of {replay.sequence_length}")
+    return per_env
+
+
 def sequences(replay: Replay) -> Memory:
     """One stream per env, ``capacity // num_envs`` steps each, sampled as windows."""
     length = replay.sequence_length
 
-    def init(example, num_envs, check_only=False):
-        per_env = replay.capacity // num_envs
-        if per_env < length:
-            raise ValueError(
-                f"a sequence replay of {replay.capacity} steps over {num_envs} envs keeps "
-                f"{per_env} steps per env, fewer than one window of {length}")
-        return None if check_only else buffers.seq_init(example, per_env, num_envs)
+    def init(example, num_envs):
+        return buffers.seq_init(example, steps_per_env(replay, num_envs), num_envs)
 
     return Memory(
         init=init,
