@@ -16,11 +16,11 @@ prng.apply_default()
 # (see purerl/xla.py; PURERL_XLA_DEFAULT_SCHEDULER=1 keeps XLA's default).
 XLA_FLAG_APPLIED = xla.apply_default()
 
-from purerl import algos, buffers, envs, loops, memory, ops, snapshot  # noqa: E402
+from purerl import algos, buffers, envs, host_loop, loops, memory, ops, snapshot  # noqa: E402
 from purerl.config import RunConfig  # noqa: E402
 from purerl.loops import make_train  # noqa: E402
 from purerl.trainer import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["make_train", "Trainer", "RunConfig", "envs", "ops", "algos", "buffers",
-           "loops", "memory", "snapshot"]
+           "loops", "host_loop", "memory", "snapshot"]

@@ -1,4 +1,4 @@
-"""The driver: one loop for every algorithm, on pure-JAX and on host envs.
+"""The driver: one loop for every algorithm; this module runs it on pure-JAX envs.
 
 An iteration collects ``num_steps`` steps of ``num_envs`` envs with ``agent.act``
 (keeping each env's ``carry`` and ``first`` flag), writes the rollout to the memory the
@@ -8,8 +8,9 @@ on samples once ``learning_starts`` env steps of uniform random actions are in. 
 ``iterations_per_eval`` iterations a block ends with an evaluation on separate envs,
 policy in eval mode. ``make_train`` gives the whole run as one pure function ``key ->
 (runner, metrics)``, vmappable over seeds; ``Trainer`` runs the same blocks as jitted
-chunks; ``HostLoop`` steps host envs in Python around the same jitted pieces
-(``record``, ``make_learn``, ``episode_sums``, ``block_metrics``).
+chunks; ``purerl.host_loop.HostLoop`` steps host envs in Python around the same
+pieces (``build``, ``make_learn``, ``episode_sums``, ``block_metrics`` here, and
+``purerl.memory``'s ``record`` and ``to_batch``).
 
 Time limits: a step cut by a time limit (``truncated``) ends the trace like a terminal
 step, but its reward gets ``gamma * V(next_obs)`` added when the batch is built
@@ -34,10 +35,11 @@ from purerl import memory as memory_lib
 from purerl import snapshot
 from purerl.algos import common
 from purerl.config import RunConfig
-from purerl.types import Box, Discrete, Transition
+from purerl.memory import STATS, random_actions, record, to_batch
+from purerl.types import Box
 
 __all__ = ["RunConfig", "Runner", "Schedule", "schedule", "make_train", "make_block",
-           "HostLoop", "HostRunner", "run_host", "to_batch", "check_compatible"]
+           "make_learn", "build", "episode_sums", "block_metrics", "check_compatible"]
 
 
 class Runner(NamedTuple):
@@ -132,68 +134,6 @@ def check_compatible(algo, spec, config, run: RunConfig) -> None:
             bounds = np.concatenate([spec.action_space.low, spec.action_space.high])
             if not np.all(np.isfinite(bounds)):
                 raise ValueError("uniform random warm-up actions need finite Box bounds")
-
-
-def random_actions(space, key, num_envs: int):
-    """Uniform random actions for ``num_envs`` envs: the replay's warm-up."""
-    if isinstance(space, Discrete):
-        return jax.random.randint(key, (num_envs,), 0, space.n)
-    low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
-    high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
-    return jax.random.uniform(key, (num_envs, *space.shape), jnp.float32, low, high)
-
-
-def record(obs, first, action, extras, ts) -> dict:
-    """One step of the rollout record (the memory's item, plus episode statistics)."""
-    return {
-        "obs": obs,
-        "action": action,
-        "reward": ts.reward,
-        "terminated": ts.terminated,
-        "truncated": ts.truncated,
-        "next_obs": ts.info["final_obs"],
-        "first": first,
-        "extras": extras,
-        "episode_return": ts.info["episode_return"],
-        "episode_length": ts.info["episode_length"],
-        "env_metrics": dict(ts.info.get("metrics", {})),
-    }
-
-
-STATS = ("episode_return", "episode_length", "env_metrics")
-
-
-def to_batch(agent, agent_state, records, config, time_major: bool = True) -> Transition:
-    """The ``Transition`` an ``update`` gets from stored records.
-
-    Rewards are scaled by ``config.reward_scale``, then steps cut by a time limit get
-    ``gamma * V(next_obs)`` added, V from ``agent_state`` (the critic of this update);
-    V(obs) goes into ``extras["value"]``. With ``time_major`` (a rollout ``[T, B]`` or
-    sequence windows ``[L, B]``) ``bootstrap_value`` is V of the observation after the
-    last step; for flat samples it is zeros.
-    """
-    gamma = config.gamma
-    done = records["terminated"] | records["truncated"]
-    reward = records["reward"] * config.reward_scale
-    extras = records["extras"]
-    bootstrap = jnp.zeros(reward.shape[1:] if time_major else (), jnp.float32)
-    if agent.value is not None:
-        extras = {**extras, "value": agent.value(agent_state, records["obs"])}
-        next_value = agent.value(agent_state, records["next_obs"])
-        reward = reward + gamma * records["truncated"] * next_value
-        if time_major:
-            bootstrap = next_value[-1]
-    return Transition(
-        obs=records["obs"],
-        action=records["action"],
-        reward=reward,
-        discount=gamma * (1.0 - done.astype(jnp.float32)),
-        terminated=records["terminated"],
-        truncated=records["truncated"],
-        extras=extras,
-        bootstrap_value=bootstrap,
-        next_obs=records["next_obs"],
-    )
 
 
 def episode_sums(records, counted) -> dict:
@@ -299,24 +239,6 @@ def _updates_kwarg(algo, sched: Schedule) -> dict:
     return {}
 
 
-def memory_example(agent, agent_state, spec, num_envs: int, obs_dtype=None) -> dict:
-    """One step's record as ``ShapeDtypeStruct``s: what the memory stores."""
-    obs = jax.ShapeDtypeStruct((num_envs, *spec.obs_shape), obs_dtype or spec.obs_dtype)
-    first = jnp.zeros(num_envs, bool)
-    carry = agent.init_carry(num_envs)
-    action, _, extras = jax.eval_shape(
-        lambda s, o: agent.act(s, carry, o, first, jax.random.key(0)), agent_state, obs)
-    step = {
-        "obs": obs, "action": action,
-        "reward": jax.ShapeDtypeStruct((num_envs,), jnp.float32),
-        "terminated": jax.ShapeDtypeStruct((num_envs,), jnp.bool_),
-        "truncated": jax.ShapeDtypeStruct((num_envs,), jnp.bool_),
-        "next_obs": obs, "first": jax.ShapeDtypeStruct((num_envs,), jnp.bool_),
-        "extras": extras,
-    }
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), step)
-
-
 def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
     """Build ``init(key) -> Runner`` and ``block(runner) -> (runner, metrics)``.
 
@@ -345,8 +267,8 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
         key, k_agent, k_env = jax.random.split(key, 3)
         env_state, ts = train_env.reset(k_env)
         agent_state = agent.init(k_agent)
-        mem = memory.init(memory_example(agent, agent_state, env.spec, n,
-                                         ts.obs.dtype), n)
+        example = memory_lib.example(agent, agent_state, env.spec, n, ts.obs.dtype)
+        mem = memory.init(example, n)
         runner = Runner(agent_state, mem, env_state, ts.obs, agent.init_carry(n),
                         jnp.ones(n, bool), key, jnp.int32(0), jnp.int32(0))
         return _strong(runner)
@@ -492,259 +414,3 @@ def make_train(algo, env, config, run: RunConfig | None = None):
         return jax.lax.scan(lambda r, _: block(r), runner, None, length=sched.num_evals)
 
     return train
-
-
-class HostRunner(NamedTuple):
-    """What a host-env run carries between chunks (the envs' own state, and so the
-    policy's per-env carry, lives with the ``HostEnv`` objects); one pytree,
-    checkpointable."""
-
-    agent: Any  # the algorithm's state, with a leading seed axis
-    memory: Any  # the loop's replay per seed (``()`` on-policy)
-    key: jax.Array  # [num_seeds] PRNG keys of the next iteration
-    env_steps: jax.Array  # int32 env steps done per seed
-    iteration: jax.Array  # int32 iterations done
-
-
-class HostLoop:
-    """The fixed-rollout driver for host environments (``purerl.envs.make_host``).
-
-    The same iteration as ``make_block``'s, with the envs stepped in Python:
-    ``run.num_steps`` steps of the host envs with a jitted ``agent.act``, then one
-    jitted ``learn`` (the in-jit loop's: memory, training cadence, time-limit
-    bootstrap). ``num_seeds`` independent agents are vmapped: seed ``i`` drives host
-    envs ``i * run.num_envs`` to ``(i + 1) * run.num_envs - 1``. The agent state and
-    the memory are donated to ``learn``, so a replay is updated in place rather than
-    copied every step.
-
-    Example:
-      >>> run = RunConfig(total_steps=20_000, num_envs=1, num_steps=1, num_eval_envs=5)
-      >>> host = make_host("dmc:cartpole-swingup", num_envs=3)
-      >>> loop = HostLoop(sac, host, sac.Config(), run, num_seeds=3,
-      ...                 eval_env=make_host("dmc:cartpole-swingup", num_envs=3 * 5))
-      >>> runner = loop.init(jax.random.key(0))
-      >>> runner, history = loop.run(runner, 1000)
-      >>> returns = loop.evaluate(runner)          # [3], one mean per seed
-    """
-
-    def __init__(self, algo, host_env, config, run: RunConfig | None = None,
-                 num_seeds: int | None = None, eval_env=None, freeze=()):
-        run = algo.RUN if run is None else run
-        seeds = 1 if num_seeds is None else num_seeds
-        if seeds < 1:
-            raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
-        if host_env.num_envs != seeds * run.num_envs:
-            raise ValueError(
-                f"host_env.num_envs ({host_env.num_envs}) must equal RunConfig.num_envs "
-                f"({run.num_envs})" + (f" x num_seeds ({seeds})" if num_seeds else "")
-            )
-        if getattr(algo, "EPISODIC", False):
-            raise ValueError(
-                f"{algo.__name__} needs episodic rollouts; host loops run fixed ones"
-            )
-        if run.normalize_obs:
-            raise ValueError(
-                "host loops do not normalise observations: set RunConfig.normalize_obs=False"
-            )
-        if eval_env is not None:
-            if eval_env.spec.obs_shape != host_env.spec.obs_shape:
-                raise ValueError("eval_env must observe what host_env observes")
-            if eval_env.num_envs != seeds * run.num_eval_envs:
-                raise ValueError(
-                    f"eval_env.num_envs ({eval_env.num_envs}) must equal "
-                    f"RunConfig.num_eval_envs ({run.num_eval_envs}) x {seeds} seeds"
-                )
-        self.algo, self.config, self.run_config, self.num_seeds = algo, config, run, num_seeds
-        self.host_env, self.eval_env = host_env, eval_env
-        agent, memory, self.schedule, learn = build(algo, host_env.spec, config, run,
-                                                     freeze)
-        self.agent = agent
-        self._env = None  # (obs, carry, first) of the training envs; None until reset
-        n, spec = run.num_envs, host_env.spec
-        horizon = run.num_steps
-        warmup = memory.replay.learning_starts if memory.replay is not None else 0
-
-        def per_seed(x, k):
-            return x.reshape(seeds, k, *x.shape[1:])
-
-        def flat(x):  # [seeds, k, ...] -> [seeds * k, ...], the host envs' axis
-            return x.reshape(-1, *x.shape[2:])
-
-        def act(agent_state, carry, obs, first, key, t, env_steps):
-            # Keys are derived inside jit: host-side key ops cost as much as the policy.
-            keys = jax.vmap(jax.random.fold_in, (0, None))(key, t)
-            action, carry, extras = jax.vmap(agent.act)(
-                agent_state, carry, per_seed(obs, n), per_seed(first, n), keys)
-            if warmup:
-                random = jax.vmap(lambda k: random_actions(
-                    spec.action_space, jax.random.fold_in(k, 1), n))(keys)
-                action = jnp.where(env_steps + t * n < warmup, random, action).astype(
-                    action.dtype)
-            return flat(action), carry, jax.tree.map(flat, extras)
-
-        def learn_all(agent_state, mem, traj, env_steps, key):
-            # traj leaves are [T, seeds * n, ...] -> [seeds][T, n, ...].
-            traj = jax.tree.map(lambda x: x.reshape(x.shape[0], seeds, n, *x.shape[2:]),
-                                traj)
-            k_update = jax.vmap(jax.random.fold_in, (0, None))(key, horizon)
-            next_key = jax.vmap(lambda k: jax.random.fold_in(k, horizon + 1))(key)
-            agent_state, mem, metrics = jax.vmap(learn, (0, 0, 1, None, 0))(
-                agent_state, mem, traj, env_steps, k_update)
-            return agent_state, mem, metrics, next_key
-
-        def init(key):
-            agent_state = agent.init(key)
-            example = memory_example(agent, agent_state, spec, n)
-            return agent_state, memory.init(example, n)
-
-        def act_eval(agent_state, carry, obs, first):
-            key = jax.random.key(0)  # unused in eval mode
-            m = run.num_eval_envs
-            action, carry, _ = jax.vmap(
-                lambda s, c, o, f: agent.act(s, c, o, f, key, eval=True))(
-                agent_state, carry, per_seed(obs, m), per_seed(first, m))
-            return flat(action), carry
-
-        self._init = jax.jit(jax.vmap(init))
-        self._init_carry = lambda k: jax.vmap(lambda _: agent.init_carry(k))(
-            jnp.arange(seeds))
-        self._act = jax.jit(act)
-        self._learn = jax.jit(learn_all, donate_argnums=(0, 1))
-        self._act_eval = jax.jit(act_eval)
-
-        def sums(stats):
-            stats = jax.tree.map(lambda x: x.reshape(x.shape[0], seeds, n, *x.shape[2:]),
-                                 stats)
-            counted = stats.pop("counted")
-            return jax.vmap(episode_sums, (1, 1))(stats, counted)
-
-        self._episode_sums = jax.jit(sums)
-
-    def _squeeze(self, tree):
-        return tree if self.num_seeds is not None else jax.tree.map(lambda x: x[0], tree)
-
-    def init(self, key) -> HostRunner:
-        """Fresh agents and memories (one per seed)."""
-        seeds = self.num_seeds or 1
-        k_agent, k_loop = jax.random.split(key)
-        self._env = None
-        agent_state, mem = self._init(jax.random.split(k_agent, seeds))
-        return HostRunner(agent_state, mem, jax.random.split(k_loop, seeds),
-                          jnp.int32(0), jnp.int32(0))
-
-    def reset(self, seed: int | None = None) -> None:
-        """Restart the training envs' episodes (e.g. after restoring a checkpoint)."""
-        import numpy as np
-
-        obs = self.host_env.reset(seed).obs
-        self._env = (obs, self._init_carry(self.run_config.num_envs),
-                     np.ones(self.host_env.num_envs, bool))
-
-    def run(self, runner: HostRunner, num_iterations: int, callback=None):
-        """``num_iterations`` iterations; returns ``(runner, history)``.
-
-        ``history`` maps each metric to a numpy array ``[num_iterations(, num_seeds)]``:
-        the update's metrics and ``episode_sums``'s (``train/episodes``,
-        ``train/return_sum``, ``train/length_sum``, ``env/...``), what
-        ``block_metrics`` turns into a block's, and ``env_steps`` (cumulative, per
-        seed). ``callback(iteration, metrics)`` is called after every iteration.
-        """
-        import numpy as np
-
-        run, seeds = self.run_config, self.num_seeds or 1
-        if self._env is None:
-            self.reset()
-        obs, carry, first = self._env
-        agent_state, mem, key = runner.agent, runner.memory, runner.key
-        env_steps, iteration = int(runner.env_steps), int(runner.iteration)
-        history = {}
-        for _ in range(num_iterations):
-            steps = []
-            for t in range(run.num_steps):
-                action, carry, extras = self._act(agent_state, carry, obs, first, key, t,
-                                                  env_steps)
-                action = np.asarray(action)
-                ts = self.host_env.step(action)
-                steps.append(record(obs, first, action, extras, ts))
-                obs, first = ts.obs, ts.terminated | ts.truncated
-            traj = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *steps)
-            stats = {k: traj.pop(k) for k in STATS}
-            env_steps += run.batch_size
-            agent_state, mem, metrics, key = self._learn(agent_state, mem, traj,
-                                                         jnp.int32(env_steps), key)
-            iteration += 1
-            stats["counted"] = traj["terminated"] | traj["truncated"]
-            metrics = {**metrics, **self._episode_sums(stats)}
-            metrics = {name: np.asarray(value) for name, value in metrics.items()}
-            metrics["env_steps"] = np.full(seeds, env_steps)
-            metrics = self._squeeze(metrics)
-            for name, value in metrics.items():
-                history.setdefault(name, []).append(value)
-            if callback is not None:
-                callback(iteration - 1, metrics)
-        self._env = (obs, carry, first)
-        runner = HostRunner(agent_state, mem, key, jnp.int32(env_steps),
-                            jnp.int32(iteration))
-        return runner, {name: np.asarray(values) for name, values in history.items()}
-
-    def block(self, runner: HostRunner, num_iterations: int | None = None,
-              callback=None):
-        """One evaluation block, as ``make_block``'s: ``(runner, metrics)`` with the
-        same metrics (per seed), ``eval/return`` included when there is an eval_env."""
-        import numpy as np
-
-        count = num_iterations or self.schedule.iterations_per_eval
-        runner, history = self.run(runner, count, callback)
-        env_steps = history.pop("env_steps")
-        metrics = {k: np.asarray(v) for k, v in block_metrics(history, count).items()}
-        metrics["env_steps"] = env_steps[-1]
-        if self.eval_env is not None:
-            metrics["eval/return"] = self.evaluate(runner)
-        return runner, metrics
-
-    def evaluate(self, runner: HostRunner, seed: int | None = None):
-        """Mean undiscounted return of one episode per eval env, eval-mode policy:
-        ``[num_seeds]`` (a scalar without ``num_seeds``)."""
-        import numpy as np
-
-        if self.eval_env is None:
-            raise ValueError("HostLoop was built without an eval_env")
-        env, seeds = self.eval_env, self.num_seeds or 1
-        ts = env.reset(seed)
-        carry = self._init_carry(self.run_config.num_eval_envs)
-        first = np.ones(env.num_envs, bool)
-        finished = np.zeros(env.num_envs, bool)
-        returns = np.zeros(env.num_envs, np.float32)
-        for _ in range(env.spec.max_episode_steps):
-            action, carry = self._act_eval(runner.agent, carry, ts.obs, first)
-            ts = env.step(np.asarray(action))
-            first = ts.terminated | ts.truncated
-            returns = np.where(first & ~finished, ts.info["episode_return"], returns)
-            finished |= first
-            if finished.all():
-                break
-        return self._squeeze(returns.reshape(seeds, -1).mean(1))
-
-
-def run_host(algo, host_env, config, key, run: RunConfig | None = None, *,
-             num_iterations=None, callback=None):
-    """Train one agent on host envs with ``HostLoop``; no evaluation.
-
-    Args:
-      algo: an algorithm module (e.g. ``purerl.algos.ppo``).
-      host_env: a ``HostEnv`` with ``num_envs == run.num_envs``.
-      config: ``algo.Config``.
-      key: PRNG key.
-      run: ``RunConfig`` (default ``algo.RUN``).
-      num_iterations: iterations to run; default the schedule's (what learning-rate
-        annealing counts on).
-      callback: ``callback(iteration, metrics)`` after every iteration.
-
-    Returns:
-      ``(agent_state, history)``, ``history`` as in ``HostLoop.run``.
-    """
-    loop = HostLoop(algo, host_env, config, run)
-    if num_iterations is None:
-        num_iterations = loop.schedule.num_updates
-    runner, history = loop.run(loop.init(key), num_iterations, callback)
-    return jax.tree.map(lambda x: x[0], runner.agent), history

@@ -16,11 +16,12 @@ What is stored is the rollout record, raw: ``obs``, ``action``, ``reward`` (unsc
 ``terminated``, ``truncated``, ``next_obs`` (the true next observation, the final one
 at an episode end), ``first`` (True on an episode's first step) and the ``extras`` of
 ``act``. The loop turns a sample into the ``Transition`` an ``update`` takes only when
-it trains (``loops.to_batch``): rewards are scaled and steps cut by a time limit are
+it trains (``to_batch``): rewards are scaled and steps cut by a time limit are
 bootstrapped with the *current* critic, never with one frozen at collection time.
 
 ``Memory`` is ``init(example, num_envs) / add(state, records) / sample(state, key) /
-ready(state)``; ``init`` takes one step's record (``jax.ShapeDtypeStruct`` leaves).
+ready(state)``; ``init`` takes one step's record (``jax.ShapeDtypeStruct`` leaves,
+``example``). Both loops build records with ``record`` and batches with ``to_batch``.
 """
 
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from purerl import buffers
+from purerl.types import Discrete, Transition
 
 
 class Replay(NamedTuple):
@@ -118,3 +120,83 @@ def for_algo(algo, config) -> Memory:
         return rollout()
     replay = spec(config)
     return sequences(replay) if replay.sequence_length else flat(replay)
+
+
+def random_actions(space, key, num_envs: int):
+    """Uniform random actions for ``num_envs`` envs: the replay's warm-up."""
+    if isinstance(space, Discrete):
+        return jax.random.randint(key, (num_envs,), 0, space.n)
+    low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
+    high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
+    return jax.random.uniform(key, (num_envs, *space.shape), jnp.float32, low, high)
+
+
+def record(obs, first, action, extras, ts) -> dict:
+    """One step of the rollout record (the memory's item, plus episode statistics)."""
+    return {
+        "obs": obs,
+        "action": action,
+        "reward": ts.reward,
+        "terminated": ts.terminated,
+        "truncated": ts.truncated,
+        "next_obs": ts.info["final_obs"],
+        "first": first,
+        "extras": extras,
+        "episode_return": ts.info["episode_return"],
+        "episode_length": ts.info["episode_length"],
+        "env_metrics": dict(ts.info.get("metrics", {})),
+    }
+
+
+STATS = ("episode_return", "episode_length", "env_metrics")
+
+
+def to_batch(agent, agent_state, records, config, time_major: bool = True) -> Transition:
+    """The ``Transition`` an ``update`` gets from stored records.
+
+    Rewards are scaled by ``config.reward_scale``, then steps cut by a time limit get
+    ``gamma * V(next_obs)`` added, V from ``agent_state`` (the critic of this update);
+    V(obs) goes into ``extras["value"]``. With ``time_major`` (a rollout ``[T, B]`` or
+    sequence windows ``[L, B]``) ``bootstrap_value`` is V of the observation after the
+    last step; for flat samples it is zeros.
+    """
+    gamma = config.gamma
+    done = records["terminated"] | records["truncated"]
+    reward = records["reward"] * config.reward_scale
+    extras = records["extras"]
+    bootstrap = jnp.zeros(reward.shape[1:] if time_major else (), jnp.float32)
+    if agent.value is not None:
+        extras = {**extras, "value": agent.value(agent_state, records["obs"])}
+        next_value = agent.value(agent_state, records["next_obs"])
+        reward = reward + gamma * records["truncated"] * next_value
+        if time_major:
+            bootstrap = next_value[-1]
+    return Transition(
+        obs=records["obs"],
+        action=records["action"],
+        reward=reward,
+        discount=gamma * (1.0 - done.astype(jnp.float32)),
+        terminated=records["terminated"],
+        truncated=records["truncated"],
+        extras=extras,
+        bootstrap_value=bootstrap,
+        next_obs=records["next_obs"],
+    )
+
+
+def example(agent, agent_state, spec, num_envs: int, obs_dtype=None) -> dict:
+    """One step's record as ``ShapeDtypeStruct``s: what the memory stores."""
+    obs = jax.ShapeDtypeStruct((num_envs, *spec.obs_shape), obs_dtype or spec.obs_dtype)
+    first = jnp.zeros(num_envs, bool)
+    carry = agent.init_carry(num_envs)
+    action, _, extras = jax.eval_shape(
+        lambda s, o: agent.act(s, carry, o, first, jax.random.key(0)), agent_state, obs)
+    step = {
+        "obs": obs, "action": action,
+        "reward": jax.ShapeDtypeStruct((num_envs,), jnp.float32),
+        "terminated": jax.ShapeDtypeStruct((num_envs,), jnp.bool_),
+        "truncated": jax.ShapeDtypeStruct((num_envs,), jnp.bool_),
+        "next_obs": obs, "first": jax.ShapeDtypeStruct((num_envs,), jnp.bool_),
+        "extras": extras,
+    }
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), step)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import purerl
-from purerl import loops
+from purerl import host_loop, loops
 from purerl.algos.base import Agent
 from purerl.config import RunConfig, config
 from purerl.envs.host import HostEnv
@@ -160,7 +160,7 @@ def test_memory_probe_needs_the_carry_in_jit():
 
 def test_memory_probe_needs_the_carry_on_the_host():
     def train(cfg, seed):
-        loop = loops.HostLoop(toy, MemoryHost(toy.RUN.num_envs * 2, seed), cfg,
+        loop = host_loop.HostLoop(toy, MemoryHost(toy.RUN.num_envs * 2, seed), cfg,
                               num_seeds=2, eval_env=MemoryHost(toy.RUN.num_eval_envs * 2,
                                                                seed + 1))
         runner = loop.init(jax.random.key(seed))
@@ -183,7 +183,7 @@ def test_carry_and_first_follow_episodes_in_jit():
 
 
 def test_carry_and_first_follow_episodes_on_the_host():
-    loop = loops.HostLoop(count_algo, MemoryHost(3), CountConfig())
+    loop = host_loop.HostLoop(count_algo, MemoryHost(3), CountConfig())
     runner = loop.init(jax.random.key(0))
     runner, history = loop.run(runner, 4)
     assert np.all(history["count_error"] == 0.0)

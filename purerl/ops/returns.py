@@ -1,6 +1,6 @@
 """Return and advantage estimators over time-major trajectories.
 
-Conventions (DESIGN.md): arrays are time-major, ``[T, ...]`` with any trailing batch
+Conventions: arrays are time-major, ``[T, ...]`` with any trailing batch
 dims. ``rewards[t]`` is the reward for the action taken in ``obs[t]``;
 ``discounts[t] = gamma * (1 - terminated[t])`` is the discount applied to whatever
 follows step ``t``; ``values`` has length ``T + 1`` and ``values[T]`` is the

@@ -208,7 +208,7 @@ def natural_direction_and_fisher(key):
 
 def test_natural_direction_matches_a_dense_fisher_solve():
     """CG on the damped Fisher-vector product equals np.linalg.solve(F + λI, g), F the
-    dense Hessian of the mean KL (ALGORITHMS.md §0.5 oracle); NPG's step size makes the
+    dense Hessian of the mean KL (a closed-form oracle); NPG's step size makes the
     quadratic KL model ½α²xᵀFx at most δ/2."""
     g, x, fisher, fvp_x = (np.asarray(a, np.float64)
                            for a in natural_direction_and_fisher(jax.random.key(0)))

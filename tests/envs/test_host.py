@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from purerl import loops
+from purerl import host_loop, loops
 from purerl.algos import a2c, ppo, sac
 from purerl.envs import make_host
 from purerl.testing import split_config
@@ -141,14 +141,14 @@ def test_run_host_num_envs_mismatch():
     env = make_host("gymnasium:CartPole-v1", num_envs=3)
     match = r"num_envs \(3\) must equal RunConfig.num_envs \(2\)"
     with pytest.raises(ValueError, match=match):
-        loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0), A2C_RUN)
+        host_loop.run_host(a2c, env, A2C_CONFIG, jax.random.key(0), A2C_RUN)
     env.close()
 
 
 def test_run_host_a2c():
     env = make_host("gymnasium:CartPole-v1", num_envs=2, seed=0)
     seen = []
-    state, history = loops.run_host(a2c, env, A2C_CONFIG, jax.random.key(0), A2C_RUN,
+    state, history = host_loop.run_host(a2c, env, A2C_CONFIG, jax.random.key(0), A2C_RUN,
                                     callback=lambda i, m: seen.append(i))
     env.close()
     assert seen == [0, 1, 2, 3]
@@ -177,7 +177,7 @@ def test_run_host_ppo_learns_cartpole():
     # 16 iterations of 512 steps: returns go from ~30 to ~150 (seeds 0-2).
     config, run = split_config(ppo, num_envs=4, num_steps=128, total_steps=4 * 128 * 16,
                                lr=1e-3)
-    _, history = loops.run_host(ppo, env, config, jax.random.key(0), run)
+    _, history = host_loop.run_host(ppo, env, config, jax.random.key(0), run)
     env.close()
     assert len(history["env_steps"]) == 16
     episodes = history["train/episodes"]
@@ -198,7 +198,7 @@ SAC_CONFIG, SAC_RUN = split_config(sac, total_steps=48, num_envs=1, num_steps=2,
 def _sac_loop(num_seeds, seed=0):
     make = lambda n, s: make_host("gymnasium:Pendulum-v1", num_envs=n, seed=s,  # noqa: E731
                                   max_episode_steps=20)
-    return loops.HostLoop(sac, make(num_seeds, seed), SAC_CONFIG, SAC_RUN,
+    return host_loop.HostLoop(sac, make(num_seeds, seed), SAC_CONFIG, SAC_RUN,
                           num_seeds=num_seeds, eval_env=make(2 * num_seeds, seed + 100))
 
 
@@ -248,13 +248,13 @@ def test_host_loop_checks_env_counts():
     env = make_host("gymnasium:Pendulum-v1", num_envs=3)
     with pytest.raises(ValueError, match=r"num_envs \(3\) must equal RunConfig.num_envs "
                                          r"\(1\) x num_seeds \(2\)"):
-        loops.HostLoop(sac, env, SAC_CONFIG, SAC_RUN, num_seeds=2)
+        host_loop.HostLoop(sac, env, SAC_CONFIG, SAC_RUN, num_seeds=2)
     with pytest.raises(ValueError, match=r"eval_env.num_envs \(3\) must equal "
                                          r"RunConfig.num_eval_envs \(2\) x 1 seeds"):
-        loops.HostLoop(sac, make_host("gymnasium:Pendulum-v1"), SAC_CONFIG, SAC_RUN,
+        host_loop.HostLoop(sac, make_host("gymnasium:Pendulum-v1"), SAC_CONFIG, SAC_RUN,
                        num_seeds=1, eval_env=env)
     with pytest.raises(ValueError, match="supports action spaces"):
-        loops.HostLoop(sac, make_host("gymnasium:CartPole-v1"), SAC_CONFIG, SAC_RUN)
+        host_loop.HostLoop(sac, make_host("gymnasium:CartPole-v1"), SAC_CONFIG, SAC_RUN)
     env.close()
 
 
@@ -268,7 +268,7 @@ def test_host_loop_sac_pixels_keep_uint8_frames():
     config, run = split_config(sac, total_steps=12, batch_size=4, buffer_size=16,
                                learning_starts=4, hidden_sizes=(16,), feature_dim=8,
                                num_eval_envs=1)
-    loop = loops.HostLoop(sac, env, config, run, num_seeds=2)
+    loop = host_loop.HostLoop(sac, env, config, run, num_seeds=2)
     runner, history = loop.run(loop.init(jax.random.key(0)), 6)
     env.close()
     frames = runner.memory.data["obs"]  # the loop's replay

@@ -74,7 +74,7 @@ def test_discounted_returns_loop(variant, seed):
 
 
 def test_discounted_returns_hand_computed():
-    # ALGORITHMS.md §0.2: r=[1,2,3], γ=.9, no bootstrap -> [5.23, 4.7, 3.0].
+    # Worked example: r=[1,2,3], γ=.9, no bootstrap -> [5.23, 4.7, 3.0].
     r = jnp.array([1.0, 2.0, 3.0])
     got = discounted_returns(r, jnp.full(3, 0.9), jnp.float32(0.0))
     np.testing.assert_allclose(got, [5.23, 4.7, 3.0], rtol=1e-6)

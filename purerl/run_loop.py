@@ -1,0 +1,256 @@
+"""The experiment's run loop, one for both kinds of env (``purerl.experiment`` is the
+command line in front of it).
+
+A ``Driver`` wraps either loop behind ``init / prepare / block``: ``jit_driver`` a
+``Trainer`` on a pure-JAX env, ``host_driver`` a ``HostLoop`` on host envs. ``run_experiment``
+then owns what every run does the same way: blocks, ``metrics.jsonl`` (one line per
+evaluation block, the same metrics for both loops), the progress line, a checkpoint
+every 5 blocks and at the end (``--resume`` continues from the latest), ``results.json``
+and ``curve.png``, and the agents' snapshot.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+
+class UsageError(Exception):
+    """A bad command line: reported in one line, exit status 2."""
+
+
+def _rate(x):
+    """A throughput for humans: whole numbers, but slow (pixel) runs keep 3 digits."""
+    x = x or 0.0
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _first(x) -> int:
+    """The value of a per-seed metric that is equal across seeds (e.g. env_steps)."""
+    import numpy as np
+
+    return int(np.asarray(x).reshape(-1)[0])
+
+
+def _resume_or_start(args, ckpt_dir: str, metrics_path: str, runner):
+    """``(runner, history)``: fresh, or with ``--resume`` restored from the latest
+    checkpoint, with ``metrics.jsonl`` cut back to the blocks that checkpoint holds."""
+    from purerl import checkpoint
+
+    history = []
+    if args.resume:
+        if checkpoint.latest(ckpt_dir) is None:
+            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
+        runner, pointer = checkpoint.restore(ckpt_dir, runner)
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as f:
+                history = [json.loads(line) for line in f][: int(pointer["step"])]
+        with open(metrics_path, "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+    elif os.path.exists(metrics_path):
+        os.remove(metrics_path)
+    return runner, history
+
+
+class Driver(NamedTuple):
+    """One run loop for both kinds of env: ``block(runner, on_iteration)`` runs one
+    evaluation block and returns ``(runner, metrics)`` (numpy, seed axis first)."""
+
+    init: Callable  # key -> runner
+    prepare: Callable  # (runner, resumed: bool, blocks_done: int) -> runner (compiles)
+    block: Callable  # (runner, on_iteration) -> (runner, metrics)
+    schedule: Any  # loops.Schedule
+    compile_seconds: Callable  # () -> seconds, after prepare (host: the first iteration)
+    uncounted_steps: Callable  # () -> env steps per seed of compiling iterations
+    close: Callable
+    extra: dict  # more fields for results.json
+    spec: Any  # the env's EnvSpec
+
+
+def jit_driver(algo, env, config, run, args, freeze=()) -> Driver:
+    import jax
+
+    import purerl
+
+    trainer = purerl.Trainer(algo, env, config, run, num_seeds=args.num_seeds,
+                             freeze=freeze)
+
+    def prepare(runner, resumed, blocks_done):
+        if resumed and trainer.sharding is not None:
+            runner = jax.device_put(runner, trainer.sharding)
+        trainer.compile(runner)
+        return runner
+
+    def block(runner, on_iteration):
+        runner, metrics = trainer.run(runner, 1)
+        jax.block_until_ready(runner)
+        return runner, jax.tree.map(lambda x: x[0], metrics)
+
+    return Driver(lambda key: trainer.init(key), prepare, block, trainer.schedule,
+                  lambda: trainer.compile_seconds, lambda: 0, lambda: None, {}, env.spec)
+
+
+def host_driver(algo, config, run, args, options, freeze=()) -> Driver:
+    """Host envs (``num_seeds * num_envs`` for training, ``num_seeds * num_eval_envs``
+    for evaluation, seeded apart) and the ``HostLoop`` that drives them. Resuming
+    restores the agents (replay included), keys and counters exactly; the host envs
+    cannot be checkpointed, so their episodes restart at the resume."""
+    import purerl
+
+    seeds, env_kw = args.num_seeds, _dmc_only(args, options)
+    train = purerl.envs.make_host(args.env, seeds * run.num_envs, seed=args.seed * 100_003,
+                                  **env_kw)
+    evaluation = purerl.envs.make_host(args.env, seeds * run.num_eval_envs,
+                                       seed=args.seed * 100_003 + 50_000, **env_kw)
+    loop = purerl.host_loop.HostLoop(algo, train, config, run, num_seeds=seeds,
+                                 eval_env=evaluation, freeze=freeze)
+    timing = {"compile": 0.0, "first": True}
+
+    def prepare(runner, resumed, blocks_done):
+        if resumed:  # fresh episodes, seeded apart from the interrupted ones
+            loop.reset(seed=args.seed * 100_003 + 1_000 * (blocks_done + 1))
+        return runner
+
+    def block(runner, on_iteration):
+        start = time.perf_counter()
+
+        def first_done(i, metrics):
+            # This invocation's first iteration compiles act and learn: timed apart.
+            if timing["first"]:
+                timing["compile"] = time.perf_counter() - start
+                timing["first"] = False
+                on_iteration(timing["compile"])
+
+        return loop.block(runner, callback=first_done)
+
+    def close():
+        train.close()
+        evaluation.close()
+
+    return Driver(loop.init, prepare, block, loop.schedule, lambda: timing["compile"],
+                  lambda: run.batch_size, close, {"env_options": options, "host": True},
+                  train.spec)
+
+
+def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=None,
+         phase=None) -> int:
+    """The experiment loop: blocks, metrics.jsonl, progress, checkpoints, results, and
+    the agents' snapshot at the end. ``start``: a snapshot to start the agents from
+    (parameter groups ``restore``, all if None)."""
+    import jax
+    import numpy as np
+
+    from purerl import checkpoint, snapshot
+    from purerl import logging as plog
+
+    name = algo.__name__.rsplit(".", 1)[-1]
+    out = _run_dir(args.out)
+    ckpt_dir = os.path.join(out, "checkpoint")
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    sched = driver.schedule
+    runner = driver.init(jax.random.key(args.seed))
+    if start is not None:
+        try:
+            saved = snapshot.load(start, runner.agent, algo, driver.spec)
+            runner = runner._replace(agent=snapshot.restore_groups(runner.agent, saved,
+                                                                   restore))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    runner, history = _resume_or_start(args, ckpt_dir, metrics_path, runner)
+    start_block = len(history)
+    print(f"{name} on {args.env}{' ' + str(driver.extra['env_options']) if driver.extra else ''}"
+          f": {args.num_seeds} seeds x {sched.total_steps} env steps, {sched.num_evals} "
+          f"evaluations -> {out}")
+    runner = driver.prepare(runner, args.resume, start_block)
+    if driver.compile_seconds():
+        print(f"compiled in {driver.compile_seconds():.1f}s")
+
+    compute_seconds, excluded = 0.0, [0.0]
+    loop_start = time.perf_counter()
+    for index in range(start_block, sched.num_evals):
+        t0 = time.perf_counter()
+        runner, metrics = driver.block(runner, lambda seconds: excluded.__setitem__(0, seconds))
+        compute_seconds += time.perf_counter() - t0
+        row = {"block": index + 1, **{k: np.asarray(v) for k, v in metrics.items()}}
+        plog.write_jsonl(metrics_path, [row])
+        history.append(plog.to_python(row))
+        if args.progress:
+            last = np.asarray(history[-1]["eval/return"], dtype=float)
+            print(f"\r[{index + 1:>3}/{sched.num_evals}] step "
+                  f"{_first(history[-1]['env_steps']):>9} eval return {last.mean():8.1f} "
+                  f"± {last.std():6.1f}", end="", flush=True, file=sys.stderr)
+        if (index + 1) % 5 == 0 or index + 1 == sched.num_evals:
+            checkpoint.save(ckpt_dir, runner, step=index + 1)
+    if args.progress:
+        print(file=sys.stderr)
+    compile_seconds = driver.compile_seconds()
+    compute_seconds -= excluded[0]  # host: the compiling first iteration
+    wall = time.perf_counter() - loop_start - excluded[0]
+    blocks = sched.num_evals - start_block
+    ran = (blocks * sched.steps_per_eval - driver.uncounted_steps()) * args.num_seeds
+    if sched.iterations_per_eval == 0 and blocks:  # episodic: steps vary per seed
+        ran = int(np.sum(history[-1]["env_steps"])) - (
+            int(np.sum(history[start_block - 1]["env_steps"])) if start_block else 0)
+    eval_steps = [_first(h["env_steps"]) for h in history]
+    eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1))
+                    for h in history]
+    _write_results(out, name, args, config, run, sched.total_steps, eval_steps,
+                   eval_returns, wall, compile_seconds,
+                   ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
+                   extra={**driver.extra, "phase": phase, "snapshot_from": start})
+    snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
+    driver.close()
+    return 0
+
+
+def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_returns,
+                   wall, compile_seconds, steps_per_second, extra=None) -> None:
+    """``results.json`` + ``curve.png`` (the results format in the README) and the closing summary."""
+    import numpy as np
+
+    from purerl import logging as plog
+
+    final = eval_returns[-1]
+    results = {
+        "algo": name,
+        "env": args.env,
+        "num_seeds": args.num_seeds,
+        "total_steps": total_steps,
+        "eval_steps": eval_steps,
+        "eval_returns": eval_returns,
+        "final_returns": final,
+        "final_return_mean": float(np.mean(final)),
+        "wall_seconds": wall,
+        "compile_seconds": compile_seconds,
+        "env_steps_per_second": steps_per_second,
+        "config": dataclasses.asdict(config),
+        "run": dataclasses.asdict(run),
+        "versions": plog.versions(),
+        "resumed": bool(args.resume),
+        **(extra or {}),
+    }
+    plog.write_json_atomic(os.path.join(out, "results.json"), results)
+    plog.plot_curve(os.path.join(out, "curve.png"), eval_steps, eval_returns,
+                    f"{name} on {args.env}")
+    print(plog.summary_table(eval_steps, eval_returns))
+    print(f"final eval return: mean {np.mean(final):.1f}, min {np.min(final):.1f}, "
+          f"max {np.max(final):.1f} over {args.num_seeds} seeds | "
+          f"{_rate(steps_per_second)} env-steps/s | wall {wall:.1f}s "
+          f"+ compile {compile_seconds:.1f}s")
+
+
+def _run_dir(out: str) -> str:
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def _dmc_only(args, options) -> dict:
+    if args.env.startswith("dmc:"):
+        return options
+    if options["pixels"] or options["action_repeat"] != 1 or options["frame_stack"] != 1:
+        raise ValueError("--pixels, --action-repeat and --frame-stack are dm_control "
+                         "options (--env dmc:<domain>-<task>)")
+    return {}
