@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl.config import RunConfig
-from purerl.loops import block_metrics, build, episode_sums
 from purerl import memory as memory_lib
-from purerl.memory import STATS, random_actions, record
+from purerl.config import RunConfig
+from purerl.loops import block_metrics, build, episode_sums, prefill
+from purerl.memory import STATS, record
 
 __all__ = ["HostLoop", "HostRunner", "run_host"]
 
@@ -88,7 +88,8 @@ class HostLoop:
         self._env = None  # (obs, carry, first) of the training envs; None until reset
         n, spec = run.num_envs, host_env.spec
         horizon = run.num_steps
-        warmup = memory.replay.learning_starts if memory.replay is not None else 0
+        fill = prefill(spec.action_space,
+                       memory.replay.learning_starts if memory.replay is not None else 0, n)
 
         def per_seed(x, k):
             return x.reshape(seeds, k, *x.shape[1:])
@@ -101,11 +102,8 @@ class HostLoop:
             keys = jax.vmap(jax.random.fold_in, (0, None))(key, t)
             action, carry, extras = jax.vmap(agent.act)(
                 agent_state, carry, per_seed(obs, n), per_seed(first, n), keys)
-            if warmup:
-                random = jax.vmap(lambda k: random_actions(
-                    spec.action_space, jax.random.fold_in(k, 1), n))(keys)
-                action = jnp.where(env_steps + t * n < warmup, random, action).astype(
-                    action.dtype)
+            keys_random = jax.vmap(jax.random.fold_in, (0, None))(keys, 1)
+            action = jax.vmap(fill, (0, 0, None))(action, keys_random, env_steps + t * n)
             return flat(action), carry, jax.tree.map(flat, extras)
 
         def learn_all(agent_state, mem, traj, env_steps, key):

@@ -36,7 +36,7 @@ from purerl import snapshot
 from purerl.algos import common
 from purerl.config import RunConfig
 from purerl.memory import STATS, random_actions, record, to_batch
-from purerl.types import Box
+from purerl.types import Box, Discrete
 
 __all__ = ["RunConfig", "Runner", "Schedule", "schedule", "make_train", "make_block",
            "make_learn", "build", "episode_sums", "block_metrics", "check_compatible"]
@@ -92,6 +92,22 @@ def schedule(run: RunConfig, max_episode_steps: int | None = None) -> Schedule:
     num_evals = min(run.num_evals, iterations)
     per_eval = iterations // num_evals
     return Schedule(per_eval, num_evals, run.batch_size, per_eval * run.batch_size)
+
+
+def prefill(space, learning_starts: int, num_envs: int):
+    """``fill(action, key, step) -> action``: uniform random actions (drawn with
+    ``key``) while ``step``, the env steps a seed has taken before this one, is below
+    ``learning_starts``; the policy's ``action`` after. The draw is a ``common.when``
+    branch, so it costs nothing once the warm-up is over, also under vmap."""
+    if not learning_starts:
+        return lambda action, key, step: action
+    draw = common.when(lambda key: random_actions(space, key, num_envs))
+    dtype = jnp.int32 if isinstance(space, Discrete) else jnp.float32
+
+    def fill(action, key, step):
+        return draw(step < learning_starts, key, action.astype(dtype)).astype(action.dtype)
+
+    return fill
 
 
 def check_action_space(algo, spec) -> None:
@@ -260,8 +276,9 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
         train_env = envs_lib.normalize_obs(train_env)
         eval_env = envs_lib.normalize_obs(eval_env)
     horizon = env.spec.max_episode_steps if episodic else run.num_steps
-    warmup = memory.replay.learning_starts if memory.replay is not None else 0
-    space, n = env.spec.action_space, run.num_envs
+    n = run.num_envs
+    fill = prefill(env.spec.action_space,
+                   memory.replay.learning_starts if memory.replay is not None else 0, n)
 
     def init(key):
         key, k_agent, k_env = jax.random.split(key, 3)
@@ -280,10 +297,7 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
             env_state, obs, carry, first = c
             k_act, k_env, t = xs
             action, carry, extras = agent.act(runner.agent, carry, obs, first, k_act)
-            if warmup:
-                random = random_actions(space, jax.random.fold_in(k_act, 1), n)
-                prefill = runner.env_steps + t * n < warmup
-                action = jnp.where(prefill, random, action).astype(action.dtype)
+            action = fill(action, jax.random.fold_in(k_act, 1), runner.env_steps + t * n)
             env_state, ts = train_env.step(env_state, action, k_env)
             done = ts.terminated | ts.truncated
             return (env_state, ts.obs, carry, done), record(obs, first, action, extras, ts)

@@ -9,7 +9,8 @@ import pytest
 
 import purerl
 from purerl.algos import sac
-from purerl.loops import make_block, memory_example, to_batch
+from purerl.loops import make_block
+from purerl.memory import example as memory_example, to_batch
 from purerl.testing import as_numpy, leaves_equal, random_batch, split_config, train_fn
 from purerl.types import Box, EnvSpec
 
