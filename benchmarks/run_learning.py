@@ -33,6 +33,13 @@ RUNS = {
     "actor_critic_advantage_CartPole-v1": "actor_critic.py --num-seeds 8 --advantage true "
                                           "--ent-coef 0.01 --reward-scale 1",
     "a2c_CartPole-v1": "a2c.py --num-seeds 8",
+    "a2c_Acrobot-v1": "a2c.py --env Acrobot-v1 --num-seeds 8",
+    # A2C's update before the TensorFlow-RMSProp / value-loss fix, for comparison:
+    # RMSProp's mean square from 0, and c_vf 0.25 on mean((V - R)^2) = 0.5 on ½ of it.
+    "a2c_before_fix_CartPole-v1": "a2c.py --num-seeds 8 --rms-initial-scale 0 "
+                                  "--vf-coef 0.25",
+    "a2c_before_fix_Acrobot-v1": "a2c.py --env Acrobot-v1 --num-seeds 8 "
+                                 "--rms-initial-scale 0 --vf-coef 0.25",
     "offpac_CartPole-v1": "offpac.py --num-seeds 8",
     "offpac_uniform_CartPole-v1": "offpac.py --num-seeds 8 --behaviour uniform",
     "npg_Pendulum-v1": "npg.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",

@@ -99,11 +99,14 @@ class HostLoop:
 
         def act(agent_state, carry, obs, first, key, t, env_steps):
             # Keys are derived inside jit: host-side key ops cost as much as the policy.
-            keys = jax.vmap(jax.random.fold_in, (0, None))(key, t)
+            # Step t's key k_t = fold_in(key, t) is folded once per use: 0 for act,
+            # 1 for the warm-up draw (the update takes t = horizon, the next
+            # iteration's key horizon + 1).
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(key, t)
+            fold = jax.vmap(jax.random.fold_in, (0, None))
             action, carry, extras = jax.vmap(agent.act)(
-                agent_state, carry, per_seed(obs, n), per_seed(first, n), keys)
-            keys_random = jax.vmap(jax.random.fold_in, (0, None))(keys, 1)
-            action = jax.vmap(fill, (0, 0, None))(action, keys_random, env_steps + t * n)
+                agent_state, carry, per_seed(obs, n), per_seed(first, n), fold(step_keys, 0))
+            action = jax.vmap(fill, (0, 0, None))(action, fold(step_keys, 1), env_steps + t * n)
             return flat(action), carry, jax.tree.map(flat, extras)
 
         def learn_all(agent_state, mem, traj, env_steps, key):

@@ -277,8 +277,8 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
         eval_env = envs_lib.normalize_obs(eval_env)
     horizon = env.spec.max_episode_steps if episodic else run.num_steps
     n = run.num_envs
-    fill = prefill(env.spec.action_space,
-                   memory.replay.learning_starts if memory.replay is not None else 0, n)
+    warmup = memory.replay.learning_starts if memory.replay is not None else 0
+    fill = prefill(env.spec.action_space, warmup, n)
 
     def init(key):
         key, k_agent, k_env = jax.random.split(key, 3)
@@ -295,16 +295,17 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
 
         def env_step(c, xs):
             env_state, obs, carry, first = c
-            k_act, k_env, t = xs
-            action, carry, extras = agent.act(runner.agent, carry, obs, first, k_act)
-            action = fill(action, jax.random.fold_in(k_act, 1), runner.env_steps + t * n)
-            env_state, ts = train_env.step(env_state, action, k_env)
+            k, t = xs  # one key per use: act, env step, (warm-up draw)
+            action, carry, extras = agent.act(runner.agent, carry, obs, first, k[0])
+            if warmup:
+                action = fill(action, k[2], runner.env_steps + t * n)
+            env_state, ts = train_env.step(env_state, action, k[1])
             done = ts.terminated | ts.truncated
             return (env_state, ts.obs, carry, done), record(obs, first, action, extras, ts)
 
         # All the rollout's keys in one vectorised call rather than a split per step.
-        keys = jax.random.split(key, (horizon, 2))
-        xs = (keys[:, 0], keys[:, 1], jnp.arange(horizon, dtype=jnp.int32))
+        keys = jax.random.split(key, (horizon, 3 if warmup else 2))
+        xs = (keys, jnp.arange(horizon, dtype=jnp.int32))
         c = (runner.env_state, runner.obs, runner.carry, runner.first)
         return jax.lax.scan(env_step, c, xs)
 
@@ -343,18 +344,17 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
         state, ts = eval_env.sync_eval(runner.env_state, state, ts)
         m = run.num_eval_envs
 
-        def step(c, key):
+        def step(c, k):  # k: one key for act, one for the env step
             state, obs, carry, first, finished, returns = c
-            action, carry, _ = agent.act(runner.agent, carry, obs, first, key, eval=True)
-            state, ts = eval_env.step(state, action, jax.random.fold_in(key, 1))
+            action, carry, _ = agent.act(runner.agent, carry, obs, first, k[0], eval=True)
+            state, ts = eval_env.step(state, action, k[1])
             done = ts.terminated | ts.truncated
             returns = jnp.where(done & ~finished, ts.info["episode_return"], returns)
             return (state, ts.obs, carry, done, finished | done, returns), None
 
         c = (state, ts.obs, agent.init_carry(m), jnp.ones(m, bool), jnp.zeros(m, bool),
              jnp.zeros(m, jnp.float32))
-        keys = jax.random.split(key, env.spec.max_episode_steps)
-        c, _ = jax.lax.scan(step, c, keys)
+        c, _ = jax.lax.scan(step, c, jax.random.split(key, (env.spec.max_episode_steps, 2)))
         finished, returns = c[-2], c[-1]
         # Every episode ends within max_episode_steps; `finished` is all True.
         return returns.mean(), finished.mean()

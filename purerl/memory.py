@@ -122,13 +122,15 @@ def for_algo(algo, config) -> Memory:
     return sequences(replay) if replay.sequence_length else flat(replay)
 
 
-def random_actions(space, key, num_envs: int):
-    """Uniform random actions for ``num_envs`` envs: the replay's warm-up."""
+def random_actions(space, key, batch):
+    """Uniform random actions of ``space`` for a batch (an int, or a shape tuple): the
+    replay's warm-up, Off-PAC's uniform behaviour. ``Box`` bounds are flat tuples."""
+    batch = (batch,) if isinstance(batch, int) else tuple(batch)
     if isinstance(space, Discrete):
-        return jax.random.randint(key, (num_envs,), 0, space.n)
-    low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), space.shape)
-    high = jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), space.shape)
-    return jax.random.uniform(key, (num_envs, *space.shape), jnp.float32, low, high)
+        return jax.random.randint(key, batch, 0, space.n)
+    low = jnp.asarray(space.low, jnp.float32).reshape(space.shape)
+    high = jnp.asarray(space.high, jnp.float32).reshape(space.shape)
+    return jax.random.uniform(key, (*batch, *space.shape), jnp.float32, low, high)
 
 
 def record(obs, first, action, extras, ts) -> dict:

@@ -3,16 +3,19 @@
 The synchronous form of A3C, as OpenAI baselines' ``a2c`` runs it: ``num_envs`` envs
 step together for ``num_steps`` (t_max) steps, then one gradient step on
 
-    L = E[−Â_t log π(a_t|s_t)] − c_ent E[H(π(·|s_t))] + c_vf · ½ E[(V(s_t) − R_t)²]
+    L = E[−Â_t log π(a_t|s_t)] − c_ent E[H(π(·|s_t))] + c_vf · E[(V(s_t) − R_t)²]
 
 R_t is the discounted return bootstrapped with V(s_{t_max}) at the end of the rollout
 (cut at episode ends), i.e. an (t_max − t)-step return, and Â_t = R_t − V(s_t)
 (baselines ``a2c/runner.py``). With ``use_gae`` the advantages are GAE(λ) instead and the value
 target is Â_t + V(s_t). No advantage normalisation, as in baselines.
 
-RMSProp with ε *inside* the square root, as TensorFlow's (and so baselines') does:
-``optax.scale_by_rms(decay, eps, eps_in_sqrt=True)``; learning rate decayed linearly to
-0. Actor and critic are separate MLPs (baselines shares one torso on Atari; separate
+the value term without a ½, as baselines' ``mean_squared_error`` (ACKTR's is the same).
+RMSProp as TensorFlow 1's ``RMSPropOptimizer``, which baselines uses: ε *inside* the
+square root and the mean square started at 1, not 0 (``optax.scale_by_rms(decay, eps,
+initial_scale=1.0, eps_in_sqrt=True)``); started at 0 (PyTorch's, optax's default:
+``rms_initial_scale=0``) the first steps are one to two orders of magnitude larger.
+Learning rate decayed linearly to 0. Actor and critic are separate MLPs (baselines shares one torso on Atari; separate
 networks are the usual choice for low-dimensional states).
 """
 
@@ -54,6 +57,8 @@ class Config:
     """RMSProp decay α."""
     rms_eps: float = 1e-5
     """RMSProp ε, added inside the square root."""
+    rms_initial_scale: float = 1.0
+    """RMSProp's initial mean square: 1 as TensorFlow 1 (baselines), 0 as PyTorch."""
     vf_coef: float = 0.5
     """Value-loss coefficient."""
     ent_coef: float = 0.01
@@ -72,6 +77,7 @@ class Config:
         check_range(self, "gae_lambda", 0.0, 1.0)
         check_range(self, "rms_decay", 0.0, 1.0, high_open=True)
         check_range(self, "rms_eps", 0.0, low_open=True)
+        check_range(self, "rms_initial_scale", 0.0)
         check_range(self, "vf_coef", 0.0)
 
 
@@ -97,7 +103,7 @@ def actor_critic_loss(params, batch, adv, targets, actor, critic, cfg, env_spec)
     dist = actor.apply(params["actor"], batch.obs)
     log_prob = dist.log_prob(common.flat_action(batch.action, env_spec))
     pg_loss = common.policy_gradient_loss(log_prob, adv)
-    v_loss = common.value_loss(critic.apply(params["critic"], batch.obs), targets)
+    v_loss = common.squared_error(critic.apply(params["critic"], batch.obs), targets)
     entropy = dist.entropy().mean()
     loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
     return loss, {"loss/total": loss, "loss/actor": pg_loss, "loss/value": v_loss,
@@ -114,7 +120,8 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
     critic = ValueNet(cfg.hidden_sizes, cfg.activation, obs_ndim=len(env_spec.obs_shape))
     opt = common.flat_optimizer(optax.chain(
         optax.clip_by_global_norm(cfg.max_grad_norm),
-        optax.scale_by_rms(decay=cfg.rms_decay, eps=cfg.rms_eps, eps_in_sqrt=True),
+        optax.scale_by_rms(decay=cfg.rms_decay, eps=cfg.rms_eps,
+                           initial_scale=cfg.rms_initial_scale, eps_in_sqrt=True),
     ))
 
     def init(key):

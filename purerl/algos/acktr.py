@@ -46,6 +46,9 @@ Departures from baselines:
   periods to 1 for baselines' schedule.
 * Actor and critic are separate MLPs (baselines shares one torso), so their Fisher
   blocks are separate.
+
+Metrics: ``kfac/eta``, ``kfac/quad`` and ``kfac/predicted_kl`` describe K-FAC steps;
+while ``kfac/cold`` is 1 (the cold start's SGD steps) they are reported as 0.
 """
 
 from typing import NamedTuple
@@ -285,9 +288,9 @@ def acktr_loss(params, batch, adv, targets, actor, critic, cfg, env_spec):
     dist = actor.apply(params["actor"], batch.obs)
     log_prob = dist.log_prob(common.flat_action(batch.action, env_spec))
     pg_loss = common.policy_gradient_loss(log_prob, adv)
-    v_loss = common.value_loss(critic.apply(params["critic"], batch.obs), targets)
+    v_loss = common.squared_error(critic.apply(params["critic"], batch.obs), targets)
     entropy = dist.entropy().mean()
-    loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * 2.0 * v_loss
+    loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
     return loss, {
         "loss/total": loss,
         "loss/actor": pg_loss,
@@ -376,9 +379,11 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
             {
                 "opt/grad_norm": grad_norm,
                 "opt/lr": lr,
-                "kfac/eta": eta,
-                "kfac/quad": quad,
-                "kfac/predicted_kl": 0.5 * eta**2 * quad,
+                # The step size and the KL it predicts belong to K-FAC steps: 0
+                # (masked) while the cold start takes SGD steps instead.
+                "kfac/eta": jnp.where(cold, 0.0, eta),
+                "kfac/quad": jnp.where(cold, 0.0, quad),
+                "kfac/predicted_kl": jnp.where(cold, 0.0, 0.5 * eta**2 * quad),
                 "kfac/cold": cold.astype(jnp.float32),
             }
         )

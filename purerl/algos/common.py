@@ -72,9 +72,15 @@ def policy_gradient_loss(log_prob, weight, mask=None):
     return -masked_mean(jax.lax.stop_gradient(weight) * log_prob, mask)
 
 
+def squared_error(prediction, target, mask=None):
+    """E[(prediction − target)²] with the target held constant (semi-gradient TD):
+    baselines' ``mean_squared_error`` value loss (A2C, ACKTR)."""
+    return masked_mean((prediction - jax.lax.stop_gradient(target)) ** 2, mask)
+
+
 def value_loss(prediction, target, mask=None):
     """½ E[(prediction − target)²] with the target held constant (semi-gradient TD)."""
-    return 0.5 * masked_mean((prediction - jax.lax.stop_gradient(target)) ** 2, mask)
+    return 0.5 * squared_error(prediction, target, mask)
 
 
 def standardize(x, mask=None):

@@ -32,7 +32,7 @@ import optax
 from purerl.algos import common
 from purerl.algos.base import Agent, stateless
 from purerl.config import RunConfig, check_choice, check_range, config
-from purerl.memory import Replay
+from purerl.memory import Replay, random_actions
 from purerl.networks import ValueNet
 from purerl.ops.returns import vtrace
 from purerl.types import Box, Discrete, EnvSpec, Transition
@@ -151,12 +151,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
 
     def uniform_action(obs, key):
         batch = obs.shape[: obs.ndim - len(env_spec.obs_shape)]
+        action = random_actions(space, key, batch)
         if isinstance(space, Discrete):
-            action = jax.random.randint(key, batch, 0, space.n)
             return action, jnp.full(batch, -np.log(space.n), jnp.float32)
-        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
-        action = jax.random.uniform(key, (*batch, *space.shape), jnp.float32, low, high)
-        log_b = -jnp.sum(jnp.log(jnp.broadcast_to(high - low, space.shape)))
+        log_b = -np.sum(np.log(np.subtract(space.high, space.low)))
         return action, jnp.full(batch, log_b, jnp.float32)
 
     def act(state, obs, key, eval=False):

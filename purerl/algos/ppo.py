@@ -9,6 +9,10 @@ Details follow OpenAI baselines' ``ppo2`` (and CleanRL's ``ppo.py``): GAE, advan
 minibatch, value loss optionally clipped with the same ε, Adam ε = 1e-5, one global
 gradient-norm clip over actor and critic, optional linear learning-rate annealing,
 orthogonal initialisation. Old log-probs come from the rollout, i.e. before any update.
+
+Metrics: ``ppo/kl`` is the KL(π_old ‖ π_new) the whole update made, over the rollout,
+for both objectives (the adaptive-KL objective adapts β on it and reports the new
+``ppo/kl_beta``); ``ppo/approx_kl`` and ``ppo/clip_frac`` are minibatch means.
 """
 
 from functools import partial
@@ -24,7 +28,7 @@ from purerl.algos.base import Agent, stateless
 from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.networks import PolicyNet, ValueNet
 from purerl.ops.returns import gae
-from purerl.types import Box, EnvSpec, Transition
+from purerl.types import EnvSpec, Transition
 
 ACTION_SPACES = ("Discrete", "Box")
 # PPO2's Atari geometry scaled to classic control, as PureJaxRL's CartPole config.
@@ -33,7 +37,10 @@ RUN = RunConfig(total_steps=500_000, num_envs=4, num_steps=128)
 
 @config
 class Config:
-    """PPO hyperparameters. Defaults: PPO2's Atari/classic-control setting."""
+    """PPO hyperparameters. Defaults: CleanRL's ``ppo.py`` (v1.0.0) for classic
+    control, which PureJaxRL's CartPole config repeats: lr 2.5e-4 annealed, 4 epochs
+    of 4 minibatches, clip 0.2, GAE λ 0.95, c₁ 0.5, c₂ 0.01, gradient clip 0.5
+    (PPO2's Atari setting differs: clip 0.1, 8 envs)."""
 
     objective: str = "clip"
     """'clip' (clipped surrogate) or 'kl' (adaptive KL penalty)."""
@@ -132,11 +139,9 @@ def ppo_loss(params, batch, old_actor_params, kl_beta, actor, critic, cfg):
     if cfg.objective == "clip":
         clipped = jnp.clip(ratio, 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps)
         pg_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
-        kl = jnp.float32(0.0)
     else:
         old_dist = actor.apply(jax.lax.stop_gradient(old_actor_params), batch["obs"])
-        kl = old_dist.kl_divergence(dist).mean()
-        pg_loss = -(ratio * adv).mean() + kl_beta * kl
+        pg_loss = -(ratio * adv).mean() + kl_beta * old_dist.kl_divergence(dist).mean()
 
     value = critic.apply(params["critic"], batch["obs"])
     v_loss = (value - batch["target"]) ** 2
@@ -155,7 +160,6 @@ def ppo_loss(params, batch, old_actor_params, kl_beta, actor, critic, cfg):
         "loss/entropy": entropy,
         "ppo/approx_kl": 0.5 * (log_ratio**2).mean(),
         "ppo/clip_frac": (jnp.abs(ratio - 1.0) > cfg.clip_eps).mean(),
-        "ppo/kl": kl,
     }
     return loss, metrics
 
@@ -178,7 +182,6 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         optax.clip_by_global_norm(cfg.max_grad_norm),
         optax.scale_by_adam(eps=cfg.adam_eps),
     )
-    continuous = isinstance(env_spec.action_space, Box)
 
     def init(key):
         k_actor, k_critic = jax.random.split(key)
@@ -188,17 +191,10 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         return State(params, opt_state, jnp.float32(cfg.kl_beta_init), jnp.int32(0))
 
     def act(state, obs, key, eval=False):
-        dist = actor.apply(state.params["actor"], obs)
-        if eval:
-            action = dist.mode()
-            extras = {}
-        else:
-            # The driver adds extras["value"] from `value`, batched over the rollout.
-            action = dist.sample(seed=key)
-            extras = {"log_prob": dist.log_prob(action)}
-        if continuous:
-            action = action.reshape(*action.shape[:-1], *env_spec.action_space.shape)
-        return action, extras
+        # The driver adds extras["value"] from `value`, batched over the rollout.
+        action, log_prob = common.sample(actor.apply(state.params["actor"], obs), key,
+                                         env_spec, eval)
+        return action, {} if eval else {"log_prob": log_prob}
 
     def value(state, obs):
         return critic.apply(state.params["critic"], obs)
@@ -220,7 +216,7 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         advantages = gae(batch.reward, batch.discount, all_values, cfg.gae_lambda)
         data = {
             "obs": batch.obs,
-            "action": batch.action,
+            "action": common.flat_action(batch.action, env_spec),
             "log_prob": batch.extras["log_prob"],
             "value": values,
             "advantage": advantages,
@@ -251,15 +247,16 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         params = unravel(flat_params)
         metrics = jax.tree.map(jnp.mean, metrics)
 
+        # The KL the update made, over the whole rollout, for both objectives; the
+        # adaptive-KL objective adapts β on it (paper §4), then reports the new β.
+        old = actor.apply(state.params["actor"], data["obs"])
+        kl = old.kl_divergence(actor.apply(params["actor"], data["obs"])).mean()
+        metrics["ppo/kl"] = kl
         kl_beta = state.kl_beta
         if cfg.objective == "kl":
-            old = actor.apply(state.params["actor"], data["obs"])
-            new = actor.apply(params["actor"], data["obs"])
-            kl = old.kl_divergence(new).mean()
             kl_beta = jnp.where(kl < cfg.kl_target / 1.5, kl_beta / 2.0, kl_beta)
             kl_beta = jnp.where(kl > cfg.kl_target * 1.5, kl_beta * 2.0, kl_beta)
-            metrics["ppo/kl"] = kl
-        metrics["ppo/kl_beta"] = kl_beta
+            metrics["ppo/kl_beta"] = kl_beta
         metrics["opt/lr"] = lr
         metrics["value/explained_variance"] = 1.0 - jnp.var(
             data["target"] - data["value"]

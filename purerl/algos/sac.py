@@ -10,6 +10,13 @@ Polyak-averaged targets; a tanh-squashed Gaussian actor (stable log-prob, checke
 against distrax in the tests) whose actions in [−1, 1] are mapped affinely to the
 env's bounds (that map's constant log-det is left out of log π, as SB3 does).
 
+The actor's head is not SB3's: it follows DrQ and Yarats' ``pytorch_sac`` (one output
+layer scaled by 0.01, log-std squashed by tanh into [``log_std_min``, ``log_std_max``]
+= [−5, 2]), so the initial policy has log σ ≈ (−5 + 2)/2, σ ≈ 0.22, in every state.
+SB3 clips the log-std into [−20, 2] from a default-initialised layer, so it starts
+near σ = 1: its first policy explores more widely around its mean. ``log_std_mode=
+"clip"`` with ``log_std_min=-20`` gives SB3's parametrisation (σ ≈ 1 at the start).
+
 The loop owns the replay (``replay(config)``: a flat ring of ``buffer_size``
 transitions, ``batch_size`` per update, ``gradient_steps`` updates per training round,
 uniform random actions for the first ``learning_starts`` env steps). ``update`` is one
@@ -43,7 +50,7 @@ import optax
 
 from purerl.algos import common
 from purerl.algos.base import Agent, stateless
-from purerl.config import RunConfig, check_range, config
+from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.memory import Replay
 from purerl.networks import MLP, ConvEncoder, QNet, Trunk
 from purerl.ops import random_shift
@@ -81,9 +88,12 @@ class Config:
     target_entropy_scale: float = 1.0
     """Target entropy H̄ = −scale · |A| (1: the paper's −|A|)."""
     log_std_min: float = -5.0
-    """Lower bound of the actor's log-std (squashed into [min, max] by tanh)."""
+    """Lower bound of the actor's log-std."""
     log_std_max: float = 2.0
     """Upper bound of the actor's log-std."""
+    log_std_mode: str = "squash"
+    """'squash': tanh into [min, max], σ ≈ 0.22 at the start (DrQ, pytorch_sac);
+    'clip': clipped into [min, max], σ ≈ 1 at the start (SB3, with min −20)."""
     hidden_sizes: tuple = (256, 256)
     """Hidden layer widths of the actor and of each critic."""
     activation: str = "relu"
@@ -101,6 +111,10 @@ class Config:
             check_range(self, name, 0)
         check_range(self, "tau", 0.0, 1.0, low_open=True)
         check_range(self, "init_alpha", 0.0, low_open=True)
+        check_choice(self, "log_std_mode", ("squash", "clip"))
+        if self.log_std_min > self.log_std_max:
+            raise ValueError(f"Config.log_std_min must be <= log_std_max, got "
+                             f"{self.log_std_min} and {self.log_std_max}")
 
 
 def replay(cfg: Config) -> Replay:
@@ -129,6 +143,7 @@ class TanhGaussianActor(nn.Module):
     log_std_max: float
     obs_ndim: int = 1
     feature_dim: int = 0
+    log_std_mode: str = "squash"
 
     @nn.compact
     def __call__(self, obs):
@@ -137,6 +152,8 @@ class TanhGaussianActor(nn.Module):
             x = Trunk(self.feature_dim)(x)
         out = MLP(self.hidden, 2 * self.action_dim, self.activation, out_scale=0.01)(x)
         mean, raw = jnp.split(out, 2, axis=-1)
+        if self.log_std_mode == "clip":  # SB3
+            return mean, jnp.clip(raw, self.log_std_min, self.log_std_max)
         # tanh rescaling keeps the log-std bounded with a nonzero gradient (DrQ).
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
             jnp.tanh(raw) + 1.0)
@@ -180,10 +197,11 @@ def make_nets(cfg: Config, env_spec: EnvSpec) -> Nets:
     # On pixels both heads read the encoder's flat feature, so their input is 1-d.
     obs_ndim = 1 if pixels else len(env_spec.obs_shape)
     action_dim = int(np.prod(space.shape))
-    bound = lambda b: jnp.asarray(np.broadcast_to(b, space.shape), jnp.float32).reshape(-1)  # noqa: E731
+    bound = lambda b: jnp.asarray(b, jnp.float32).reshape(-1)  # noqa: E731 - flat tuples
     actor = TanhGaussianActor(action_dim, cfg.hidden_sizes, cfg.activation,
                               cfg.log_std_min, cfg.log_std_max, obs_ndim,
-                              feature_dim=cfg.feature_dim if pixels else 0)
+                              feature_dim=cfg.feature_dim if pixels else 0,
+                              log_std_mode=cfg.log_std_mode)
     return Nets(actor, QNet(cfg.hidden_sizes, 1, cfg.activation, obs_ndim=obs_ndim),
                 ConvEncoder() if pixels else None,
                 Trunk(cfg.feature_dim) if pixels else None,

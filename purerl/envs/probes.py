@@ -7,10 +7,15 @@ wrapped by ``from_gymnax`` like any gymnax env.
   terminates, cut by a time limit after 20 steps. With correct time-limit bootstrapping
   the value of the (single) observation is ``1 / (1 - gamma)``; treating the limit as
   termination pulls it down to an average of truncated sums.
+  ``Probe-TruncationContinuous-v0`` is the same with a Box action in [-1, 1] (for
+  algorithms with continuous actions only, such as SAC).
 * ``Probe-Bandit-v0``: one-step episodes; observation ``±1``; reward 1 for the action
   matching the sign (0 or 1), else 0. Tests that a discrete policy follows the context.
 * ``Probe-ContinuousBandit-v0``: one-step episodes; observation ``x ~ U[-1, 1]``;
   reward ``-(a - x)²`` with ``a ∈ [-2, 2]``. Tests a continuous policy's mean.
+* ``Probe-MatrixBandit-v0``: the same with a ``[2, 2]`` action (a Box of two axes)
+  and reward ``-Σ (a - x W)²``, ``W = [[1, -1], [0.5, -0.5]]``: checks that an
+  algorithm keeps env-shaped and flat actions apart.
 * ``Probe-Memory-v0``: the first observation shows a cue ``c = ±1``, then ``delay``
   (3) blank steps, then a query step (observation ``[0, 1]``) where action 1 earns +1
   if ``c > 0`` and action 0 earns +1 if ``c < 0`` (else −1); the episode ends after
@@ -68,6 +73,11 @@ class Truncation(_Probe):
         return spaces.Discrete(2)
 
 
+class TruncationContinuous(Truncation):
+    def action_space(self, params=None):
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+
 class Bandit(_Probe):
     def reset_env(self, key, params):
         x = jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)
@@ -95,6 +105,18 @@ class ContinuousBandit(_Probe):
 
     def action_space(self, params=None):
         return spaces.Box(-2.0, 2.0, (1,), jnp.float32)
+
+
+class MatrixBandit(ContinuousBandit):
+    target = ((1.0, -1.0), (0.5, -0.5))
+
+    def step_env(self, key, state, action, params):
+        reward = -jnp.sum((action - state.x * jnp.asarray(self.target)) ** 2)
+        state = state.replace(time=state.time + 1)
+        return self.get_obs(state), state, reward, jnp.bool_(True), {}
+
+    def action_space(self, params=None):
+        return spaces.Box(-2.0, 2.0, (2, 2), jnp.float32)
 
 
 class ShortCorridor(_Probe):
@@ -148,8 +170,10 @@ class Memory(_Probe):
 
 PROBES = {
     "Probe-Truncation-v0": Truncation,
+    "Probe-TruncationContinuous-v0": TruncationContinuous,
     "Probe-Bandit-v0": Bandit,
     "Probe-ContinuousBandit-v0": ContinuousBandit,
+    "Probe-MatrixBandit-v0": MatrixBandit,
     "Probe-Memory-v0": Memory,
     "ShortCorridor-v0": ShortCorridor,
 }

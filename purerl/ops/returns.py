@@ -18,15 +18,21 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def _check(rewards: Array, discounts: Array, values: Array | None = None) -> None:
+def _inputs(rewards, discounts, values=None):
+    """The arrays as jax arrays (numpy inputs are indexed with traced indices below),
+    with their shapes checked."""
+    rewards, discounts = jnp.asarray(rewards), jnp.asarray(discounts)
     chex.assert_rank(rewards, discounts.ndim)
     chex.assert_equal_shape([rewards, discounts])
-    if values is not None:
-        if values.shape != (rewards.shape[0] + 1, *rewards.shape[1:]):
-            raise ValueError(
-                f"values must have shape (T + 1, ...) = "
-                f"{(rewards.shape[0] + 1, *rewards.shape[1:])}, got {values.shape}"
-            )
+    if values is None:
+        return rewards, discounts
+    values = jnp.asarray(values)
+    if values.shape != (rewards.shape[0] + 1, *rewards.shape[1:]):
+        raise ValueError(
+            f"values must have shape (T + 1, ...) = "
+            f"{(rewards.shape[0] + 1, *rewards.shape[1:])}, got {values.shape}"
+        )
+    return rewards, discounts, values
 
 
 def discounted_returns(rewards: Array, discounts: Array, bootstrap: Array) -> Array:
@@ -41,7 +47,8 @@ def discounted_returns(rewards: Array, discounts: Array, bootstrap: Array) -> Ar
     Returns:
       ``[T, ...]`` returns.
     """
-    _check(rewards, discounts)
+    rewards, discounts = _inputs(rewards, discounts)
+    bootstrap = jnp.asarray(bootstrap)
     chex.assert_shape(bootstrap, rewards.shape[1:])
 
     def step(g_next, inputs):
@@ -70,7 +77,7 @@ def n_step_returns(rewards: Array, discounts: Array, values: Array, n: int) -> A
     Returns:
       ``[T, ...]`` returns.
     """
-    _check(rewards, discounts, values)
+    rewards, discounts, values = _inputs(rewards, discounts, values)
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     T = rewards.shape[0]
@@ -101,7 +108,7 @@ def lambda_returns(rewards: Array, discounts: Array, values: Array, lam) -> Arra
     Returns:
       ``[T, ...]`` returns.
     """
-    _check(rewards, discounts, values)
+    rewards, discounts, values = _inputs(rewards, discounts, values)
     lam = jnp.broadcast_to(jnp.asarray(lam, rewards.dtype), rewards.shape)
 
     def step(g_next, inputs):
@@ -130,7 +137,7 @@ def gae(rewards: Array, discounts: Array, values: Array, lam) -> Array:
     Returns:
       ``[T, ...]`` advantages.
     """
-    _check(rewards, discounts, values)
+    rewards, discounts, values = _inputs(rewards, discounts, values)
     lam = jnp.broadcast_to(jnp.asarray(lam, rewards.dtype), rewards.shape)
     deltas = rewards + discounts * values[1:] - values[:-1]
 
@@ -170,7 +177,8 @@ def vtrace(rewards: Array, discounts: Array, values: Array, rhos: Array, lam=1.0
     Returns:
       ``(targets v_t, advantages A_t)``, each ``[T, ...]``.
     """
-    _check(rewards, discounts, values)
+    rewards, discounts, values = _inputs(rewards, discounts, values)
+    rhos = jnp.asarray(rhos)
     chex.assert_equal_shape([rewards, rhos])
     rhos, values = jax.lax.stop_gradient(rhos), jax.lax.stop_gradient(values)
     rho_bar = jnp.minimum(clip_rho, rhos)

@@ -9,6 +9,7 @@ all of them: a new algorithm gets these tests by being listed in ``CASES``.
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -91,3 +92,26 @@ def test_vmap_over_seeds_equals_separate_runs(case):
         mine = jax.tree.map(lambda x, i=i: x[i], batched.agent.params)
         for x, y in zip(as_numpy(mine), as_numpy(alone.agent.params), strict=True):
             np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items()
+                                        if "Box" in c[0].ACTION_SPACES))
+def test_box_actions_with_two_axes(name):
+    """A ``[2, 2]`` Box: the env gets actions of its shape, the policy's
+    distribution flat vectors, and one block runs and trains."""
+    algo, _, fields = CASES[name]
+    env = purerl.envs.make("Probe-MatrixBandit-v0")
+    cfg, run = split_config(algo, **TINY, **fields)
+    init, block, _ = loops.make_block(algo, env, cfg, run)
+    r0 = jax.jit(init)(jax.random.key(0))
+    agent = algo.make(cfg, env.spec, **({"num_updates": 4} if getattr(cfg, "anneal_lr", False)
+                                       else {}))
+    obs = jnp.zeros((3, *env.spec.obs_shape))
+    for eval_mode in (False, True):
+        action, _, _ = agent.act(r0.agent, agent.init_carry(3), obs, jnp.ones(3, bool),
+                                 jax.random.key(1), eval=eval_mode)
+        assert action.shape == (3, 2, 2)
+    r1, metrics = jax.jit(block)(r0)
+    assert not leaves_equal(r0.agent.params, r1.agent.params)
+    for key, value in metrics.items():
+        assert np.all(np.isfinite(np.asarray(value))), key

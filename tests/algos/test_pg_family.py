@@ -286,19 +286,10 @@ def test_learns_contextual_bandit(name, overrides):
     assert np.asarray(metrics["eval/return"][:, -1]).min() == 1.0, metrics["eval/return"]
 
 
-def test_a2c_time_limit_bootstrapping_gives_the_infinite_horizon_value():
-    env = purerl.envs.make("Probe-Truncation-v0")
-    cfg, run = split_config(a2c, total_steps=16384, num_envs=8, num_steps=16, gamma=0.9,
-                            lr=3e-3, anneal_lr=False, num_evals=2, num_eval_envs=2)
-    runner, _ = jax.jit(jax.vmap(purerl.make_train(a2c, env, cfg, run)))(
-        jax.random.split(jax.random.key(0), 2))
-    agent = a2c.make(cfg, env.spec)
-    values = jax.vmap(agent.value, in_axes=(0, None))(runner.agent, jnp.ones((1, 1)))
-    np.testing.assert_allclose(values, 10.0, rtol=0.05)
-
-
 def test_a2c_learns_cartpole_quickly(cartpole):
-    cfg, run = split_config(a2c, total_steps=100_000, num_envs=16, num_steps=5,
+    # TensorFlow's RMSProp (mean square from 1) starts with small steps: ~300k steps to
+    # a mean above 150 here, where PyTorch's (from 0) took 100k.
+    cfg, run = split_config(a2c, total_steps=300_000, num_envs=16, num_steps=5,
                             ent_coef=0.0, num_evals=2)
     _, metrics = jax.jit(jax.vmap(purerl.make_train(a2c, cartpole, cfg, run)))(
         jax.random.split(jax.random.key(0), 2))
