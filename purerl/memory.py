@@ -170,7 +170,9 @@ def to_batch(agent, agent_state, records, config, time_major: bool = True) -> Tr
     if agent.value is not None:
         extras = {**extras, "value": agent.value(agent_state, records["obs"])}
         next_value = agent.value(agent_state, records["next_obs"])
-        reward = reward + gamma * records["truncated"] * next_value
+        # Only a step cut and not terminated is bootstrapped: both counts as terminal.
+        cut = records["truncated"] & ~records["terminated"]
+        reward = reward + gamma * cut * next_value
         if time_major:
             bootstrap = next_value[-1]
     return Transition(

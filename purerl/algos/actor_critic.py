@@ -79,6 +79,35 @@ class State(NamedTuple):
     iteration: jax.Array  # int32
 
 
+def q_taken(critic, critic_params, obs, action, env_spec: EnvSpec):
+    """Q(s, a) for the actions taken, and (discrete) every action's Q(s, ·)."""
+    if isinstance(env_spec.action_space, Discrete):
+        q = critic.apply(critic_params, obs)
+        return jnp.take_along_axis(q, action[..., None].astype(jnp.int32), -1)[..., 0], q
+    return critic.apply(critic_params, obs, common.flat_action(action, env_spec)), None
+
+
+def q_actor_critic_loss(params, batch, actor, critic, cfg, env_spec: EnvSpec):
+    """SARSA critic loss plus the actor's −E[w log π(a|s)], w = Q(s,a) (or the
+    advantage), w held constant; returns ``(loss, metrics)``."""
+    q, q_all = q_taken(critic, params["critic"], batch.obs, batch.action, env_spec)
+    # SARSA: the value of the next step is Q of the action taken there.
+    next_values = jnp.concatenate([q, batch.bootstrap_value[None]], axis=0)
+    targets = n_step_returns(batch.reward, batch.discount,
+                             jax.lax.stop_gradient(next_values), cfg.td_steps)
+    critic_loss = common.value_loss(q, targets)
+    dist = actor.apply(params["actor"], batch.obs)
+    log_prob = dist.log_prob(common.flat_action(batch.action, env_spec))
+    weight = q
+    if cfg.advantage:
+        weight = q - (jax.lax.stop_gradient(dist.probs) * q_all).sum(-1)
+    pg_loss = common.policy_gradient_loss(log_prob, weight)
+    entropy = dist.entropy().mean()
+    loss = pg_loss + critic_loss - cfg.ent_coef * entropy
+    return loss, {"loss/actor": pg_loss, "loss/critic": critic_loss,
+                  "loss/entropy": entropy, "critic/q_mean": q.mean()}
+
+
 def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agent:
     """Build Q actor-critic's pure functions for an environment spec."""
     if not isinstance(cfg, Config):
@@ -95,13 +124,6 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
     critic = QNet(cfg.hidden_sizes, num_q, cfg.activation, obs_ndim=obs_ndim)
     clip = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []
     opt = common.flat_optimizer(optax.chain(*clip, optax.scale_by_adam()))
-
-    def q_taken(critic_params, obs, action):
-        """Q(s, a) for the actions taken, and Σ_a π Q (discrete) for the baseline."""
-        if discrete:
-            q = critic.apply(critic_params, obs)
-            return jnp.take_along_axis(q, action[..., None].astype(jnp.int32), -1)[..., 0], q
-        return critic.apply(critic_params, obs, common.flat_action(action, env_spec)), None
 
     def init(key):
         k_actor, k_critic = jax.random.split(key)
@@ -123,27 +145,10 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
             return (dist.probs * critic.apply(state.params["critic"], obs)).sum(-1)
         return critic.apply(state.params["critic"], obs, dist.mode())
 
-    def loss_fn(params, batch):
-        q, q_all = q_taken(params["critic"], batch.obs, batch.action)
-        # SARSA: the value of the next step is Q of the action taken there.
-        next_values = jnp.concatenate([q, batch.bootstrap_value[None]], axis=0)
-        targets = n_step_returns(batch.reward, batch.discount,
-                                 jax.lax.stop_gradient(next_values), cfg.td_steps)
-        critic_loss = common.value_loss(q, targets)
-        dist = actor.apply(params["actor"], batch.obs)
-        log_prob = dist.log_prob(common.flat_action(batch.action, env_spec))
-        weight = q
-        if cfg.advantage:
-            weight = q - (jax.lax.stop_gradient(dist.probs) * q_all).sum(-1)
-        pg_loss = common.policy_gradient_loss(log_prob, weight)
-        entropy = dist.entropy().mean()
-        loss = pg_loss + critic_loss - cfg.ent_coef * entropy
-        return loss, {"loss/actor": pg_loss, "loss/critic": critic_loss,
-                      "loss/entropy": entropy, "critic/q_mean": q.mean()}
-
     def update(state, batch: Transition, key):
         del key  # the update is deterministic given the rollout
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        grads, metrics = jax.grad(q_actor_critic_loss, has_aux=True)(
+            state.params, batch, actor, critic, cfg, env_spec)
         frac = common.linear_lr(1.0, state.iteration, num_updates, cfg.anneal_lr)
         rates = common.group_rates(
             state.params, {"actor": cfg.lr * frac, "critic": cfg.critic_lr * frac})

@@ -10,9 +10,11 @@ minibatch, value loss optionally clipped with the same ε, Adam ε = 1e-5, one g
 gradient-norm clip over actor and critic, optional linear learning-rate annealing,
 orthogonal initialisation. Old log-probs come from the rollout, i.e. before any update.
 
-Metrics: ``ppo/kl`` is the KL(π_old ‖ π_new) the whole update made, over the rollout,
-for both objectives (the adaptive-KL objective adapts β on it and reports the new
-``ppo/kl_beta``); ``ppo/approx_kl`` and ``ppo/clip_frac`` are minibatch means.
+Metrics: ``ppo/approx_kl`` (½ E[(log π_old − log π)²], PPO2's ``approxkl``) and
+``ppo/clip_frac``, means over the update's minibatches, for both objectives; the
+adaptive-KL objective also reports the KL(π_old ‖ π_new) its update made over the
+rollout (``ppo/kl``, what β adapts on) and the new β (``ppo/kl_beta``). The clip
+objective computes no KL beyond ``approx_kl``, so it costs nothing extra.
 """
 
 from functools import partial
@@ -247,16 +249,14 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         params = unravel(flat_params)
         metrics = jax.tree.map(jnp.mean, metrics)
 
-        # The KL the update made, over the whole rollout, for both objectives; the
-        # adaptive-KL objective adapts β on it (paper §4), then reports the new β.
-        old = actor.apply(state.params["actor"], data["obs"])
-        kl = old.kl_divergence(actor.apply(params["actor"], data["obs"])).mean()
-        metrics["ppo/kl"] = kl
         kl_beta = state.kl_beta
         if cfg.objective == "kl":
+            # The KL the update made over the rollout; β adapts on it (paper §4).
+            old = actor.apply(state.params["actor"], data["obs"])
+            kl = old.kl_divergence(actor.apply(params["actor"], data["obs"])).mean()
             kl_beta = jnp.where(kl < cfg.kl_target / 1.5, kl_beta / 2.0, kl_beta)
             kl_beta = jnp.where(kl > cfg.kl_target * 1.5, kl_beta * 2.0, kl_beta)
-            metrics["ppo/kl_beta"] = kl_beta
+            metrics.update({"ppo/kl": kl, "ppo/kl_beta": kl_beta})
         metrics["opt/lr"] = lr
         metrics["value/explained_variance"] = 1.0 - jnp.var(
             data["target"] - data["value"]

@@ -8,36 +8,28 @@ Applications", arXiv:1812.05905; defaults of Stable-Baselines3 2.x ``SAC``).
 Twin Q networks (one vmapped module, parameters stacked on a leading axis of 2) with
 Polyak-averaged targets; a tanh-squashed Gaussian actor (stable log-prob, checked
 against distrax in the tests) whose actions in [−1, 1] are mapped affinely to the
-env's bounds (that map's constant log-det is left out of log π, as SB3 does).
+env's bounds (that map's constant log-det is left out of log π, as SB3 does). The
+actor's head is DrQ's and Yarats' ``pytorch_sac``, not SB3's: an output layer scaled
+by 0.01 and the log-std squashed by tanh into [−5, 2], so the first policy has σ ≈
+0.22 everywhere; SB3 clips the log-std into [−20, 2] and starts near σ = 1, exploring
+more widely (``log_std_mode="clip"`` with ``log_std_min=-20``).
 
-The actor's head is not SB3's: it follows DrQ and Yarats' ``pytorch_sac`` (one output
-layer scaled by 0.01, log-std squashed by tanh into [``log_std_min``, ``log_std_max``]
-= [−5, 2]), so the initial policy has log σ ≈ (−5 + 2)/2, σ ≈ 0.22, in every state.
-SB3 clips the log-std into [−20, 2] from a default-initialised layer, so it starts
-near σ = 1: its first policy explores more widely around its mean. ``log_std_mode=
-"clip"`` with ``log_std_min=-20`` gives SB3's parametrisation (σ ≈ 1 at the start).
-
-The loop owns the replay (``replay(config)``: a flat ring of ``buffer_size``
-transitions, ``batch_size`` per update, ``gradient_steps`` updates per training round,
-uniform random actions for the first ``learning_starts`` env steps). ``update`` is one
-gradient step of the three losses on the batch it is given. The TD target bootstraps
-from the true next observation (``batch.next_obs``, the final observation at an episode
-end) with the discount zeroed only on *termination*, so time-limit truncation is
-bootstrapped by the critic itself (``value`` is None: the loop folds nothing in).
-
-The losses and the learner step are module-level functions over ``Nets``, so "SAC on
-another reward plus one more loss" (Proto-RL, SMM) composes them instead of copying.
+The loop owns the replay (``replay(config)``: ``buffer_size`` flat transitions,
+uniform random actions for the first ``learning_starts`` steps); ``update`` is one
+gradient step. The TD target bootstraps from the true next observation with the
+discount zeroed only on *termination*, so the critic itself bootstraps time-limit
+truncation (``value`` is None: the loop folds nothing in). The losses and the learner
+step are module-level functions over ``Nets``, so Proto-RL and SMM ("SAC on another
+reward plus one more loss") compose them instead of copying.
 
 Pixels (DrQ, Kostrikov et al. 2020, arXiv:2004.13649; DrQ-v2, Yarats et al. 2021,
-arXiv:2107.09645) are selected by the spec: a ``uint8`` observation ``[H, W, C]``
-(frames stacked on channels). A conv encoder (``networks.ConvEncoder``, parameter group
-``"encoder"``) maps frames to one feature read by both heads. The critic is a trunk
-(``networks.Trunk``) shared by the twin Q heads, and its loss alone trains the encoder;
-the actor has its own trunk and reads the feature under ``stop_gradient``. The target
-critic (trunk and heads) is a Polyak copy, and next-observation features come from the
-online encoder, held fixed. Every gradient step shifts ``obs`` and ``next_obs``
-independently by up to ±``augment_pad`` pixels (``purerl.ops.random_shift``); ``act``
-sees unshifted frames. The replay keeps frames ``uint8`` (4x smaller than float32).
+arXiv:2107.09645) are selected by a ``uint8`` ``[H, W, C]`` observation (frames
+stacked on channels, kept uint8 in the replay). A conv encoder (group ``"encoder"``)
+feeds both heads; the critic's trunk is shared by the twin Q heads and its loss alone
+trains the encoder; the actor has its own trunk and reads the feature under
+``stop_gradient``. Target features come from the online encoder, held fixed. Every
+gradient step shifts ``obs`` and ``next_obs`` independently by up to ±``augment_pad``
+pixels (``purerl.ops.random_shift``); ``act`` sees unshifted frames.
 """
 
 from typing import NamedTuple
@@ -67,8 +59,7 @@ class Config:
     2018's v2 algorithm, with automatic temperature)."""
 
     gradient_steps: int = 1
-    """Updates (gradient steps) per training round; a round follows every
-    RunConfig.num_envs * num_steps env steps."""
+    """Gradient steps per training round (a round per loop iteration)."""
     batch_size: int = 256
     """Transitions per gradient step."""
     buffer_size: int = 1_000_000
@@ -112,9 +103,7 @@ class Config:
         check_range(self, "tau", 0.0, 1.0, low_open=True)
         check_range(self, "init_alpha", 0.0, low_open=True)
         check_choice(self, "log_std_mode", ("squash", "clip"))
-        if self.log_std_min > self.log_std_max:
-            raise ValueError(f"Config.log_std_min must be <= log_std_max, got "
-                             f"{self.log_std_min} and {self.log_std_max}")
+        check_range(self, "log_std_max", self.log_std_min)
 
 
 def replay(cfg: Config) -> Replay:
@@ -155,9 +144,8 @@ class TanhGaussianActor(nn.Module):
         if self.log_std_mode == "clip":  # SB3
             return mean, jnp.clip(raw, self.log_std_min, self.log_std_max)
         # tanh rescaling keeps the log-std bounded with a nonzero gradient (DrQ).
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
-            jnp.tanh(raw) + 1.0)
-        return mean, log_std
+        lo, hi = self.log_std_min, self.log_std_max
+        return mean, lo + 0.5 * (hi - lo) * (jnp.tanh(raw) + 1.0)
 
 
 def tanh_gaussian_sample(mean, log_std, key):
@@ -183,10 +171,7 @@ class Nets(NamedTuple):
     action_dim: int
     target_entropy: float
     adam: optax.GradientTransformation
-
-    @property
-    def pixels(self) -> bool:
-        return self.encoder is not None
+    pixels: bool
 
 
 def make_nets(cfg: Config, env_spec: EnvSpec) -> Nets:
@@ -206,7 +191,7 @@ def make_nets(cfg: Config, env_spec: EnvSpec) -> Nets:
                 ConvEncoder() if pixels else None,
                 Trunk(cfg.feature_dim) if pixels else None,
                 bound(space.low), bound(space.high), action_dim,
-                -cfg.target_entropy_scale * action_dim, optax.adam(cfg.lr))
+                -cfg.target_entropy_scale * action_dim, optax.adam(cfg.lr), pixels)
 
 
 def encode(nets: Nets, params, obs):
@@ -269,11 +254,8 @@ def apply_adam(nets: Nets, params, opt_state, name, grads):
 
 
 def learner_step(state: State, batch, key, nets: Nets, cfg: Config):
-    """One SAC gradient step: critic (and encoder), actor, temperature, targets.
-
-    ``batch`` as for ``critic_loss``; on pixels obs and next_obs are shifted here.
-    Returns ``(state, metrics)``.
-    """
+    """One SAC gradient step: critic (and encoder), actor, temperature, targets;
+    ``batch`` as for ``critic_loss`` (pixels are shifted here). ``(state, metrics)``."""
     params, opt_state = state.params, state.opt_state
     if nets.pixels:  # fresh, independent shifts for obs and next_obs each step (DrQ)
         key, k_obs, k_next = jax.random.split(key, 3)

@@ -100,14 +100,18 @@ def test_value_loss_is_the_mean_squared_error(algo, cartpole):
                                rtol=1e-5)
 
 
-def test_ppo_reports_the_kl_of_the_update_for_both_objectives(cartpole):
+def test_ppo_reports_a_measured_kl_for_both_objectives(cartpole):
+    """The approximate KL is measured under both objectives (never a constant 0); the
+    exact KL and β only where the adaptive-KL objective uses them."""
     for objective in ("clip", "kl"):
         cfg, run = split_config(ppo, objective=objective, total_steps=512, num_envs=4,
                                 num_steps=32, num_evals=1, num_eval_envs=2,
                                 anneal_lr=False)
         _, metrics = jax.jit(loops.make_train(ppo, cartpole, cfg, run))(jax.random.key(0))
-        assert float(metrics["ppo/kl"][-1]) > 0.0, objective
-        assert ("ppo/kl_beta" in metrics) == (objective == "kl")
+        assert float(metrics["ppo/approx_kl"][-1]) > 0.0, objective
+        assert ("ppo/kl" in metrics) == ("ppo/kl_beta" in metrics) == (objective == "kl")
+        if objective == "kl":
+            assert float(metrics["ppo/kl"][-1]) > 0.0
 
 
 def test_acktr_masks_kfac_step_metrics_during_its_cold_start(cartpole):
@@ -350,3 +354,73 @@ def test_sac_time_limit_bootstrapping_gives_the_infinite_horizon_value():
     actions = jnp.linspace(-0.9, 0.9, 5)[:, None]
     q = sac.q_values(nets, runner.agent.params["critic"], jnp.ones((5, 1)), actions)
     np.testing.assert_allclose(q, 10.0, rtol=0.05)
+
+
+def test_to_batch_bootstraps_only_steps_cut_and_not_terminated(cartpole):
+    """A time-limit step gets γ V(next_obs) added to its reward; a step that is both
+    terminated and truncated counts as terminated (no bootstrap); every episode end
+    zeroes the discount."""
+    from purerl import memory
+
+    cfg = a2c.Config(anneal_lr=False, gamma=0.9)
+    agent = a2c.make(cfg, cartpole.spec)
+    state = agent.init(jax.random.key(0))
+    k = jax.random.split(jax.random.key(1), 2)
+    records = {
+        "obs": jax.random.normal(k[0], (4, 1, 4)),
+        "next_obs": jax.random.normal(k[1], (4, 1, 4)),
+        "action": jnp.zeros((4, 1), jnp.int32),
+        "reward": jnp.ones((4, 1)),
+        "terminated": jnp.array([[False], [True], [False], [True]]),
+        "truncated": jnp.array([[False], [False], [True], [True]]),
+        "first": jnp.zeros((4, 1), bool), "extras": {},
+    }
+    batch = memory.to_batch(agent, state, records, cfg)
+    next_v = np.asarray(agent.value(state, records["next_obs"]))
+    want = 1.0 + 0.9 * np.array([[0.0], [0.0], [1.0], [0.0]]) * next_v
+    np.testing.assert_allclose(batch.reward, want, rtol=1e-6)
+    np.testing.assert_allclose(batch.discount, 0.9 * np.array([[1], [0], [0], [0]]))
+
+
+class _TableQ:
+    """A tabular critic for one state: Q(s, ·) is its parameter vector."""
+
+    @staticmethod
+    def apply(params, obs):
+        return jnp.broadcast_to(params, (*obs.shape[:-1], params.shape[-1]))
+
+
+def test_q_actor_critic_actor_gradient_is_the_expected_policy_gradient():
+    """Actions sampled from π, the actor's loss gradient averages to the exact
+    −Σ_a π(a|s) Q(s, a) ∇ log π(a|s) (Sutton et al. 2000, with the critic's Q), in a
+    one-state, three-action problem."""
+    from purerl.algos import actor_critic
+    from purerl.types import Discrete, EnvSpec, Transition
+
+    spec = EnvSpec((1,), "float32", Discrete(3), 1)
+    cfg = actor_critic.Config(ent_coef=0.0, hidden_sizes=(8,))
+    actor = purerl.algos.common.make_actor(cfg, spec)
+    obs1 = jnp.ones((1,))
+    params = {"actor": actor.init(jax.random.key(0), obs1),
+              "critic": jnp.array([1.0, 3.0, -2.0])}
+    n = 200_000
+    probs = actor.apply(params["actor"], obs1).probs
+    action = jax.random.categorical(jax.random.key(1), jnp.log(probs), shape=(1, n))
+    zeros = jnp.zeros((1, n))
+    batch = Transition(obs=jnp.ones((1, n, 1)), action=action, reward=zeros,
+                       discount=zeros, terminated=zeros.astype(bool),
+                       truncated=zeros.astype(bool), extras={},
+                       bootstrap_value=jnp.zeros(n), next_obs=jnp.ones((1, n, 1)))
+
+    def sampled(actor_params):
+        p = {**params, "actor": actor_params}
+        return actor_critic.q_actor_critic_loss(p, batch, actor, _TableQ, cfg, spec)[0]
+
+    def exact(actor_params):
+        log_pi = jnp.log(actor.apply(actor_params, obs1).probs)
+        return -(jax.lax.stop_gradient(probs) * params["critic"] * log_pi).sum()
+
+    got, want = jax.grad(sampled)(params["actor"]), jax.grad(exact)(params["actor"])
+    got, want = [np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+                 for g in (got, want)]
+    assert np.linalg.norm(got - want) < 0.03 * np.linalg.norm(want)
