@@ -97,15 +97,20 @@ def schedule(run: RunConfig, max_episode_steps: int | None = None) -> Schedule:
 def prefill(space, learning_starts: int, num_envs: int):
     """``fill(action, key, step) -> action``: uniform random actions (drawn with
     ``key``) while ``step``, the env steps a seed has taken before this one, is below
-    ``learning_starts``; the policy's ``action`` after. The draw is a ``common.when``
-    branch, so it costs nothing once the warm-up is over, also under vmap."""
+    ``learning_starts``; the policy's ``action`` after.
+
+    The draw is a select, not a ``common.when`` branch: it costs a few random numbers
+    per step, while a branch under vmap reduces its predicate over the seed axis,
+    which with seeds sharded over devices is one more cross-device barrier per step
+    (measured: 8 sharded SAC seeds ran 6% slower with the branch)."""
     if not learning_starts:
         return lambda action, key, step: action
-    draw = common.when(lambda key: random_actions(space, key, num_envs))
     dtype = jnp.int32 if isinstance(space, Discrete) else jnp.float32
 
     def fill(action, key, step):
-        return draw(step < learning_starts, key, action.astype(dtype)).astype(action.dtype)
+        random = random_actions(space, key, num_envs)
+        return jnp.where(step < learning_starts, random,
+                         action.astype(dtype)).astype(action.dtype)
 
     return fill
 
