@@ -11,6 +11,7 @@ from purerl.ops.kfac import (
     trust_region_scale,
     unfold_bias,
 )
+from purerl.ops.knn import knn_distances, knn_entropy
 from purerl.ops.natural import (
     backtracking_line_search,
     conjugate_gradient,
@@ -23,6 +24,7 @@ from purerl.ops.returns import (
     n_step_returns,
     vtrace,
 )
+from purerl.ops.sinkhorn import sinkhorn_knopp
 
 __all__ = [
     "discounted_returns",
@@ -43,4 +45,7 @@ __all__ = [
     "trust_region_scale",
     "random_shift",
     "shift_images",
+    "sinkhorn_knopp",
+    "knn_distances",
+    "knn_entropy",
 ]
