@@ -165,45 +165,49 @@ class Nets(NamedTuple):
     actor: TanhGaussianActor
     critic: QNet
     encoder: ConvEncoder | None  # pixels only
-    trunk: Trunk | None  # pixels only: the critic's trunk, shared by the twins
+    trunk: Trunk | None  # the critic's trunk, shared by the twins (pixels; Proto-RL)
     low: jax.Array  # [action_dim] env bounds, flat
     high: jax.Array
     action_dim: int
     target_entropy: float
     adam: optax.GradientTransformation
-    pixels: bool
+    pixels: bool  # shift obs and next_obs in learner_step (DrQ)
 
 
-def make_nets(cfg: Config, env_spec: EnvSpec) -> Nets:
+def make_nets(cfg: Config, env_spec: EnvSpec, trunk: bool | None = None) -> Nets:
+    """SAC's networks for ``env_spec``. ``trunk`` (default: on pixels) puts a trunk of
+    ``feature_dim`` in front of the actor and the twin critics: Proto-RL feeds them its
+    own encoder's feature, a flat float ``env_spec``."""
     space = env_spec.action_space
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise ValueError("SAC needs finite Box action bounds (actions are tanh-squashed)")
     pixels = env_spec.obs_dtype == "uint8" and len(env_spec.obs_shape) == 3
     # On pixels both heads read the encoder's flat feature, so their input is 1-d.
     obs_ndim = 1 if pixels else len(env_spec.obs_shape)
+    trunk = pixels if trunk is None else trunk
     action_dim = int(np.prod(space.shape))
     bound = lambda b: jnp.asarray(b, jnp.float32).reshape(-1)  # noqa: E731 - flat tuples
     actor = TanhGaussianActor(action_dim, cfg.hidden_sizes, cfg.activation,
                               cfg.log_std_min, cfg.log_std_max, obs_ndim,
-                              feature_dim=cfg.feature_dim if pixels else 0,
+                              feature_dim=cfg.feature_dim if trunk else 0,
                               log_std_mode=cfg.log_std_mode)
     return Nets(actor, QNet(cfg.hidden_sizes, 1, cfg.activation, obs_ndim=obs_ndim),
                 ConvEncoder() if pixels else None,
-                Trunk(cfg.feature_dim) if pixels else None,
+                Trunk(cfg.feature_dim) if trunk else None,
                 bound(space.low), bound(space.high), action_dim,
                 -cfg.target_entropy_scale * action_dim, optax.adam(cfg.lr), pixels)
 
 
 def encode(nets: Nets, params, obs):
     """What the heads read: conv features of pixels, else the float observation."""
-    if nets.pixels:
+    if nets.encoder is not None:
         return nets.encoder.apply(params["encoder"], obs)
     return obs.astype(jnp.float32)
 
 
 def q_values(nets: Nets, critic_params, x, action):
-    """Twin Q(x, action) -> [2, ...]; on pixels after the critic's shared trunk."""
-    if nets.pixels:
+    """Twin Q(x, action) -> [2, ...]; after the critic's shared trunk if it has one."""
+    if nets.trunk is not None:
         x = nets.trunk.apply(critic_params["trunk"], x)
         critic_params = critic_params["q"]
     return jax.vmap(nets.critic.apply, in_axes=(0, None, None))(critic_params, x, action)
@@ -287,13 +291,14 @@ def init_params(key, nets: Nets, env_spec: EnvSpec, cfg: Config) -> dict:
     """Actor, twin critics (behind a shared trunk on pixels), log α, encoder."""
     k_actor, k_critic, k_trunk, k_encoder = jax.random.split(key, 4)
     obs = jnp.zeros(env_spec.obs_shape, jnp.dtype(env_spec.obs_dtype))
-    params = {"encoder": nets.encoder.init(k_encoder, obs)} if nets.pixels else {}
+    has_encoder, has_trunk = nets.encoder is not None, nets.trunk is not None
+    params = {"encoder": nets.encoder.init(k_encoder, obs)} if has_encoder else {}
     x = encode(nets, params, obs)
-    trunk = nets.trunk.init(k_trunk, x) if nets.pixels else None
-    xq = nets.trunk.apply(trunk, x) if nets.pixels else x
+    trunk = nets.trunk.init(k_trunk, x) if has_trunk else None
+    xq = nets.trunk.apply(trunk, x) if has_trunk else x
     act0 = jnp.zeros((nets.action_dim,), jnp.float32)
     twin = jax.vmap(lambda k: nets.critic.init(k, xq, act0))(jax.random.split(k_critic, 2))
-    params["critic"] = {"trunk": trunk, "q": twin} if nets.pixels else twin
+    params["critic"] = {"trunk": trunk, "q": twin} if has_trunk else twin
     params["actor"] = nets.actor.init(k_actor, x)
     params["log_alpha"] = jnp.log(jnp.asarray(cfg.init_alpha, jnp.float32))
     return params
@@ -309,15 +314,20 @@ def to_policy_batch(batch: Transition, nets: Nets) -> dict:
     }
 
 
+def policy(nets: Nets, params, x, key, eval, action_shape):
+    """The action for features ``x``: a sample of the tanh-Gaussian, or its mode
+    (tanh of the mean) in eval mode, mapped from [−1, 1] to the env's bounds."""
+    mean, log_std = nets.actor.apply(params["actor"], x)
+    a = jnp.tanh(mean) if eval else tanh_gaussian_sample(mean, log_std, key)[0]
+    action = nets.low + 0.5 * (a + 1.0) * (nets.high - nets.low)
+    return action.reshape(*a.shape[:-1], *action_shape)
+
+
 def make(cfg: Config, env_spec: EnvSpec) -> Agent:
     """Build SAC's pure functions for an environment spec."""
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.sac.Config, got {type(cfg).__name__}")
     nets = make_nets(cfg, env_spec)
-
-    def to_env(a):
-        action = nets.low + 0.5 * (a + 1.0) * (nets.high - nets.low)
-        return action.reshape(*a.shape[:-1], *env_spec.action_space.shape)
 
     def init(key):
         params = init_params(key, nets, env_spec, cfg)
@@ -326,9 +336,7 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
 
     def act(state, obs, key, eval=False):
         x = encode(nets, state.params, obs)
-        mean, log_std = nets.actor.apply(state.params["actor"], x)
-        a = jnp.tanh(mean) if eval else tanh_gaussian_sample(mean, log_std, key)[0]
-        return to_env(a), {}
+        return policy(nets, state.params, x, key, eval, env_spec.action_space.shape), {}
 
     def update(state, batch: Transition, key):
         return learner_step(state, to_policy_batch(batch, nets), key, nets, cfg)
