@@ -162,9 +162,10 @@ def to_batch(agent, agent_state, records, config, time_major: bool = True) -> Tr
     sequence windows ``[L, B]``) ``bootstrap_value`` is V of the observation after the
     last step; for flat samples it is zeros.
     """
-    gamma = config.gamma
+    # A Config without them (the uniform-random baseline learns nothing) means 1.
+    gamma = getattr(config, "gamma", 1.0)
     done = records["terminated"] | records["truncated"]
-    reward = records["reward"] * config.reward_scale
+    reward = records["reward"] * getattr(config, "reward_scale", 1.0)
     extras = records["extras"]
     bootstrap = jnp.zeros(reward.shape[1:] if time_major else (), jnp.float32)
     if agent.value is not None:

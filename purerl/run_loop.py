@@ -200,10 +200,26 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
     _write_results(out, name, args, config, run, sched.total_steps, eval_steps,
                    eval_returns, wall, compile_seconds,
                    ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
-                   extra={**driver.extra, "phase": phase, "snapshot_from": start})
+                   extra={**driver.extra, "phase": phase, "snapshot_from": start,
+                          **env_metrics(history)})
     snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
     driver.close()
     return 0
+
+
+def env_metrics(history) -> dict:
+    """The env-reported metrics at each evaluation (``env/<name>/last``, e.g. a maze's
+    ``coverage``), ``[evaluations][seeds]`` like ``eval_returns``; NaN (not measured
+    yet) becomes null."""
+    import numpy as np
+
+    def seeds(value):
+        return [None if not np.isfinite(x) else float(x)
+                for x in np.asarray(value, dtype=float).reshape(-1)]
+
+    names = [k for k in (history[-1] if history else {})
+             if k.startswith("env/") and k.endswith("/last")]
+    return {k[len("env/"):-len("/last")]: [seeds(h[k]) for h in history] for k in names}
 
 
 def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_returns,

@@ -21,8 +21,11 @@ def as_numpy(tree) -> list[np.ndarray]:
 
 
 def leaves_equal(a, b) -> bool:
-    """True if the two pytrees have bit-identical leaves."""
-    return all(np.array_equal(x, y) for x, y in zip(as_numpy(a), as_numpy(b)))
+    """True if the two pytrees have identical leaves (NaN equal to NaN: a metric
+    not measured yet, such as a maze's state entropy, is NaN in both)."""
+    return all(np.array_equal(x, y, equal_nan=np.issubdtype(np.asarray(x).dtype,
+                                                             np.inexact))
+               for x, y in zip(as_numpy(a), as_numpy(b)))
 
 
 def random_batch(spec: EnvSpec, key, T: int = 8, B: int = 4, p_done: float = 0.1,

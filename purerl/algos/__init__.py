@@ -1,7 +1,20 @@
 """Algorithm modules: each has Config, make(config, env_spec) -> Agent."""
 
-from purerl.algos import a2c, acktr, actor_critic, npg, offpac, ppo, reinforce, sac, trpo
+from purerl.algos import (
+    a2c,
+    acktr,
+    actor_critic,
+    npg,
+    offpac,
+    ppo,
+    proto,
+    reinforce,
+    sac,
+    trpo,
+    uniform,
+)
 
 __all__ = [
     "reinforce", "actor_critic", "a2c", "offpac", "npg", "trpo", "ppo", "acktr", "sac",
+    "proto", "uniform",
 ]

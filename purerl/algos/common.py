@@ -12,11 +12,12 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from purerl.config import check_choice, check_range
-from purerl.control import when  # noqa: F401  (re-exported: common.when)
+from purerl import control
 from purerl.networks import PolicyNet
 from purerl.types import Box, EnvSpec
 
 ACTIVATIONS = ("tanh", "relu", "elu", "silu")
+when = control.when  # the agents' name for it: common.when
 
 
 def check_common_fields(cfg) -> None:

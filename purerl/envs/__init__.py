@@ -24,9 +24,10 @@ GYMNAX_IDS = (
 
 
 def known_ids() -> tuple[str, ...]:
+    from purerl.envs.maze import maze_ids
     from purerl.envs.probes import PROBES
 
-    return GYMNAX_IDS + tuple(PROBES)
+    return GYMNAX_IDS + tuple(PROBES) + maze_ids()
 
 
 def make(env_id: str, **params) -> Env:
@@ -40,8 +41,11 @@ def make(env_id: str, **params) -> Env:
     Raises:
       ValueError: for an unknown id, listing the known ones.
     """
+    from purerl.envs.maze import make_maze, maze_ids
     from purerl.envs.probes import PROBES
 
+    if env_id in maze_ids():
+        return make_maze(env_id, **params)
     if env_id in PROBES:
         env = PROBES[env_id]()
         default_params = env.default_params

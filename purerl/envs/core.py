@@ -36,6 +36,9 @@ class Env:
         (e.g. observation normalisation) from a training env state into the evaluation
         env state, freezes them there, and re-expresses the reset TimeStep ``ts`` with
         them. Identity for stateless envs.
+      on_vectorize: ``None``, or ``Env -> Env`` that ``vectorize`` applies to the
+        vectorised env: statistics across the env axis of a seed (a maze's coverage
+        of the cells all its envs have visited).
     """
 
     reset: Callable
@@ -43,3 +46,4 @@ class Env:
     spec: EnvSpec
     num_envs: int | None = None
     sync_eval: Callable = _keep_eval_state
+    on_vectorize: Callable | None = None

@@ -11,7 +11,7 @@ def vectorize(env: Env, num_envs: int) -> Env:
     """Run ``num_envs`` independent copies of a single env in lockstep (``jax.vmap``).
 
     Every array gains a leading env axis of size ``num_envs``; each copy gets its own
-    PRNG key and resets on its own.
+    PRNG key and resets on its own. An env's ``on_vectorize`` is applied to the result.
     """
     if env.num_envs is not None:
         raise ValueError("vectorize: env is already vectorised")
@@ -31,7 +31,8 @@ def vectorize(env: Env, num_envs: int) -> Env:
     def step(state, action, key):
         return v_step(state, action, jax.random.split(key, num_envs))
 
-    return Env(reset=reset, step=step, spec=env.spec, num_envs=num_envs)
+    vectorized = Env(reset=reset, step=step, spec=env.spec, num_envs=num_envs)
+    return vectorized if env.on_vectorize is None else env.on_vectorize(vectorized)
 
 
 @struct.dataclass

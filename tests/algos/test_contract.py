@@ -15,7 +15,7 @@ import pytest
 
 import purerl
 from purerl import loops
-from purerl.algos import a2c, acktr, actor_critic, npg, offpac, ppo, reinforce, sac, trpo
+from purerl.algos import a2c, acktr, actor_critic, npg, offpac, ppo, proto, reinforce, sac, trpo
 from purerl.testing import as_numpy, leaves_equal, split_config
 
 TINY = dict(num_evals=2, num_eval_envs=2, hidden_sizes=(8, 8))
@@ -38,11 +38,18 @@ CASES = {
     "acktr": (acktr, "Pendulum-v1", dict(total_steps=256, num_envs=4, num_steps=8)),
     "sac": (sac, "Pendulum-v1", dict(total_steps=64, num_envs=2, num_steps=2,
                                      batch_size=8, buffer_size=64, learning_starts=8)),
+    "proto": (proto, "Maze-Open-v0", dict(total_steps=64, num_envs=2, num_steps=2,
+                                          batch_size=8, buffer_size=64, learning_starts=8,
+                                          num_prototypes=4, queue_size=8, proto_dim=4,
+                                          predictor_hidden=8, encoder="mlp",
+                                          encoder_hidden=(8,), feature_dim=4)),
 }
+# The uniform-random baseline has no parameters to move: tests/algos/test_uniform.py.
+NOT_LEARNING = {"uniform"}
 
 
 def test_every_algorithm_is_listed():
-    assert set(CASES) == set(purerl.algos.__all__)
+    assert set(CASES) | NOT_LEARNING == set(purerl.algos.__all__)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -68,7 +75,10 @@ def test_block_keeps_shapes_and_compiles_once(case):
     assert not leaves_equal(r0.agent.params, r1.agent.params)
     assert not leaves_equal(r1.agent.params, r2.agent.params)
     for name, value in m2.items():
-        assert np.all(np.isfinite(np.asarray(value))), name
+        # An env metric is NaN until the env has measured it (a maze's state entropy
+        # needs a full window of positions).
+        if not name.startswith("env/"):
+            assert np.all(np.isfinite(np.asarray(value))), name
 
 
 def test_same_key_same_bits_different_keys_differ(case):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,6 +81,94 @@ def test_policy_gradient_scripts_run(tmp_path, script, args):
 HOST_TINY = ["--num-seeds", "2", "--total-steps", "16", "--num-evals", "2",
              "--num-eval-envs", "1", "--batch-size", "4", "--buffer-size", "32",
              "--learning-starts", "4", "--hidden-sizes", "16", "--no-progress"]
+
+
+PROTO_TINY = ["--num-seeds", "2", "--total-steps", "64", "--num-evals", "2",
+              "--num-eval-envs", "2", "--num-envs", "2", "--batch-size", "8",
+              "--buffer-size", "64", "--learning-starts", "8", "--hidden-sizes", "8",
+              "--num-prototypes", "4", "--queue-size", "8", "--proto-dim", "4",
+              "--predictor-hidden", "8", "--encoder-hidden", "8", "--feature-dim", "4",
+              "--no-progress"]
+
+
+def test_proto_both_phases_on_the_maze_with_coverage(tmp_path):
+    from purerl.algos import proto
+    from purerl.envs import make
+    from purerl.snapshot import load
+
+    out = tmp_path / "run"
+    proc = run("experiments/proto.py", "--env", "Maze-Bottleneck-Goal-v0", "--phase",
+               "both", *PROTO_TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    pre = json.loads((out / "pretrain" / "results.json").read_text())
+    fine = json.loads((out / "finetune" / "results.json").read_text())
+    assert pre["phase"] == "pretrain" and fine["phase"] == "finetune"
+    assert pre["config"]["task_coef"] == 0.0 and fine["config"]["intr_coef"] == 0.2
+    assert fine["snapshot_from"].endswith("snapshot")
+    for results in (pre, fine):
+        assert np.shape(results["coverage"]) == (2, 2)
+        assert all(0.0 < c <= 1.0 for c in results["coverage"][-1])
+        assert np.shape(results["state_entropy"]) == (2, 2)
+    # Fine-tuning changed the heads but not the frozen representation.
+    spec = make("Maze-Bottleneck-Goal-v0").spec
+    like = jax_fresh_states(proto, spec, 2)
+    a = load(str(out / "pretrain" / "snapshot"), like, proto, spec)
+    b = load(str(out / "finetune" / "snapshot"), like, proto, spec)
+    for group in proto.PROTO_GROUPS:
+        for x, y in zip(jax_leaves(a.params[group]), jax_leaves(b.params[group])):
+            np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in
+               zip(jax_leaves(a.params["critic"]), jax_leaves(b.params["critic"])))
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def jax_fresh_states(algo, spec, seeds):
+    import jax
+
+    cfg = algo.Config(hidden_sizes=(8,), num_prototypes=4, queue_size=8, proto_dim=4,
+                      predictor_hidden=8, encoder="mlp", encoder_hidden=(8,),
+                      feature_dim=4, batch_size=8, buffer_size=64, learning_starts=8)
+    agent = algo.make(cfg, spec)
+    return jax.vmap(agent.init)(jax.random.split(jax.random.key(0), seeds))
+
+
+def test_proto_on_dm_control_states_and_pixels(tmp_path):
+    pytest.importorskip("dm_control")
+    from purerl.envs import make_host
+
+    flags = [*HOST_TINY, "--num-prototypes", "4", "--queue-size", "8", "--proto-dim", "4",
+             "--predictor-hidden", "8", "--encoder-hidden", "8", "--feature-dim", "4"]
+    out = tmp_path / "states"
+    proc = run("experiments/proto.py", "--env", "dmc:cartpole-swingup", "--phase", "both",
+               *flags, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    fine = json.loads((out / "finetune" / "results.json").read_text())
+    assert fine["host"] and fine["phase"] == "finetune" and len(fine["final_returns"]) == 2
+    try:
+        make_host("dmc:cartpole-swingup", pixels=True).close()
+    except RuntimeError as e:
+        pytest.skip(f"no OpenGL renderer here: {e}")
+    out = tmp_path / "pixels"
+    proc = run("experiments/proto.py", "--env", "dmc:cartpole-swingup", "--pixels",
+               "--phase", "pretrain", *flags, "--num-seeds", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env_options"]["pixels"] and results["env_steps_per_second"] > 0
+
+
+def test_uniform_baseline_script(tmp_path):
+    out = tmp_path / "run"
+    proc = run("experiments/uniform.py", "--num-seeds", "2", "--total-steps", "512",
+               "--num-evals", "2", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env"] == "Maze-Bottleneck-v0" and results["final_returns"] == [0.0, 0.0]
+    assert 0.0 < results["coverage"][-1][0] < 1.0
 
 
 def test_sac_script_on_dm_control_states_resumes(tmp_path):

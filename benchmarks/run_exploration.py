@@ -1,0 +1,181 @@
+"""Exploration on the maze: Proto-RL against SAC with zero reward and the uniform
+policy, then fine-tuning from the Proto snapshot against SAC from scratch.
+
+    python benchmarks/run_exploration.py [--layout Bottleneck] [--num-seeds 8] \
+        [--pretrain-steps 30000] [--finetune-steps 30000]
+
+Every arm is an experiment-script command (printed as it runs), 8 seeds vmapped in
+one compiled program, the same reward-free budget for the three pre-training arms
+and the same fine-tuning budget for the two fine-tuning arms. SAC runs with Proto's
+maze preset (same networks, batch, learning rates, temperature, targets), so the
+arms differ only by the reward. Reported per arm: the final coverage, kNN state
+entropy (pre-training) and eval return (fine-tuning), as the mean over seeds with a
+95% percentile-bootstrap interval (10,000 resamples of the seeds). Results go to
+``benchmarks/results/exploration_<layout>.{json,md,png}``.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def bootstrap(values, resamples=10_000, seed=0):
+    """Mean and 95% percentile-bootstrap interval of the mean over seeds."""
+    values = np.asarray([v for v in values if v is not None], dtype=float)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, (resamples, len(values))).mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(values.mean()), "ci95": [float(lo), float(hi)],
+            "seeds": values.tolist()}
+
+
+def run_arm(name, command, out):
+    print(f"$ python {command} --out {out}", flush=True)
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, *command.split(), "--out", out,
+                           "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    print(f"  -> {time.time() - t0:.0f}s, coverage {np.mean(results['coverage'][-1]):.3f}, "
+          f"return {results['final_return_mean']:.1f}", flush=True)
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--layout", default="Bottleneck")
+    p.add_argument("--num-seeds", type=int, default=8)
+    p.add_argument("--pretrain-steps", type=int, default=30_000)
+    p.add_argument("--finetune-steps", type=int, default=30_000)
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = p.parse_args(argv)
+    free, goal = f"Maze-{args.layout}-v0", f"Maze-{args.layout}-Goal-v0"
+    common = f"--num-seeds {args.num_seeds}"
+    sac = sac_flags()
+    pre, fine = f"--total-steps {args.pretrain_steps}", f"--total-steps {args.finetune_steps}"
+    loop = "--num-envs 1 --num-steps 1 --num-evals 10 --num-eval-envs 4"
+    tmp = tempfile.mkdtemp(prefix="exploration_")
+    arms = {
+        "uniform": f"experiments/uniform.py --env {free} {common} {pre} {loop}",
+        "sac_zero_reward": f"experiments/sac.py --env {free} {common} {pre} {sac}",
+        "proto": f"experiments/proto.py --env {free} --phase pretrain {common} {pre}",
+        "proto_finetune": (f"experiments/proto.py --env {goal} --phase finetune "
+                           f"--snapshot {tmp}/proto/snapshot {common} {fine}"),
+        "sac_scratch": f"experiments/sac.py --env {goal} {common} {fine} {sac}",
+    }
+    results, summary = {}, {}
+    for name, command in arms.items():
+        results[name] = run_arm(name, command, os.path.join(tmp, name))
+        r = results[name]
+        summary[name] = {
+            "command": f"python {command}",
+            "eval_steps": r["eval_steps"],
+            "coverage": bootstrap(r["coverage"][-1]),
+            "state_entropy": bootstrap(r["state_entropy"][-1]),
+            "final_return": bootstrap(r["final_returns"]),
+            "coverage_curve": [float(np.mean(c)) for c in r["coverage"]],
+            "return_curve": [float(np.mean(e)) for e in r["eval_returns"]],
+            "wall_seconds": r["wall_seconds"],
+            "env_steps_per_second": r["env_steps_per_second"],
+        }
+    report = {"layout": args.layout, "num_seeds": args.num_seeds,
+              "pretrain_steps": args.pretrain_steps, "finetune_steps": args.finetune_steps,
+              "machine": machine(), "versions": results["proto"]["versions"],
+              "arms": summary}
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"exploration_{args.layout}")
+    with open(stem + ".json", "w") as f:
+        json.dump(report, f, indent=1)
+    with open(stem + ".md", "w") as f:
+        f.write(table(report))
+    plot(report, stem + ".png")
+    print(table(report))
+    return 0
+
+
+def sac_flags() -> str:
+    """SAC's flags for Proto's maze preset: the same loop, networks, batch, learning
+    rates and the Proto Config defaults that differ from SAC's (temperature, targets,
+    log-std bound)."""
+    import dataclasses
+
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import proto as proto_script  # experiments/proto.py
+
+    from purerl.algos import proto, sac
+
+    sac_fields = {f.name for f in dataclasses.fields(sac.Config)}
+    run_fields = {"total_steps", "num_envs", "num_steps", "num_evals", "num_eval_envs"}
+    values = {k: getattr(proto.Config(), k) for k in sac_fields
+              if getattr(proto.Config(), k) != getattr(sac.Config(), k)}
+    values.update({k: v for k, v in proto_script.MAZE.items()
+                   if k in sac_fields or k in run_fields})
+    values.pop("total_steps", None)
+
+    def flag(v):
+        return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+    return " ".join(f"--{k.replace('_', '-')} {flag(v)}" for k, v in sorted(values.items()))
+
+
+def machine() -> str:
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
+
+
+def table(report) -> str:
+    rows = [f"Maze-{report['layout']}: {report['num_seeds']} seeds; pre-training "
+            f"{report['pretrain_steps']} reward-free env steps, fine-tuning "
+            f"{report['finetune_steps']} on the sparse goal. Mean over seeds [95% "
+            f"bootstrap interval]. Machine: {report['machine']}.", "",
+            "| arm | coverage | state entropy (nats) | final eval return | wall (s) |",
+            "|---|---|---|---|---|"]
+
+    def cell(stat):
+        return f"{stat['mean']:.3f} [{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]"
+
+    for name, arm in report["arms"].items():
+        rows.append(f"| {name} | {cell(arm['coverage'])} | {cell(arm['state_entropy'])} "
+                    f"| {cell(arm['final_return'])} | {arm['wall_seconds']:.0f} |")
+    rows += ["", "Commands:", ""] + [f"    {a['command']}" for a in report["arms"].values()]
+    return "\n".join(rows) + "\n"
+
+
+def plot(report, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name in ("proto", "sac_zero_reward", "uniform"):
+        arm = report["arms"][name]
+        ax1.plot(arm["eval_steps"], arm["coverage_curve"], label=name)
+    ax1.set(xlabel="env steps (reward-free)", ylabel="coverage (mean over seeds)",
+            title=f"Maze-{report['layout']}: pre-training")
+    for name in ("proto_finetune", "sac_scratch"):
+        arm = report["arms"][name]
+        ax2.plot(arm["eval_steps"], arm["return_curve"], label=name)
+    ax2.set(xlabel="env steps (goal task)", ylabel="eval return (mean over seeds)",
+            title="fine-tuning")
+    for ax in (ax1, ax2):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

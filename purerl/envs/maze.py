@@ -1,0 +1,259 @@
+"""A 2-D point mass in a maze: a pure-JAX testbed for exploration, with exact coverage.
+
+The arena is a grid of unit cells, walls (``#``) and free cells (``.``, the start
+``S``, the goal ``G``). The agent is a point at a continuous position; an action
+``a ∈ [-1, 1]²`` moves it by ``step_size · a`` (kinematic control: no velocity, so
+what is hard is where to go, not how to steer). The move is applied one axis at a
+time, x then y, and a leg whose end would be in a wall or outside the arena is not
+taken; since ``step_size < 1``, a leg crosses at most one cell boundary, so the point
+never passes through a wall. Episodes start at the centre of the ``S`` cell (plus a
+uniform jitter of ±0.1) and are cut by a time limit, never terminated: the hard
+part is getting through the bottlenecks far from the start. Observations are the
+position divided by the arena's larger side, in ``[0, 1]²``.
+
+Ids (``purerl.envs.make``):
+
+* ``Maze-<Layout>-v0``: reward-free (reward 0 at every step), for pre-training.
+* ``Maze-<Layout>-Goal-v0``: sparse reward 1 at every step the point is within 0.5 of
+  the centre of the ``G`` cell, else 0 (no termination), for fine-tuning.
+
+Layouts: ``Open`` (one room, no bottleneck), ``Rooms`` (four rooms joined by doors
+two cells wide), ``UMaze`` (a corridor two cells wide folded around a wall) and
+``Bottleneck`` (two rooms joined by a corridor one cell wide and six long: the
+narrowest bottleneck).
+
+Coverage: every env of this module reports, through the driver's env metrics
+(``info["metrics"]``, see ``purerl.loops``):
+
+* ``coverage``: the fraction of the reachable cells of a fixed grid (each layout cell
+  split into ``COVERAGE_RES × COVERAGE_RES`` subcells; reachable = free, the layouts
+  being connected) that the training envs of a seed have visited since the run
+  began. The visited set is kept by ``track_coverage``, which ``vectorize`` applies to
+  the vectorised env, so it is shared by all the envs of a seed and checkpointed with
+  the env state.
+* ``state_entropy``: the Kozachenko-Leonenko estimate (``purerl.ops.knn_entropy``,
+  k = 3, nats) of the last ``ENTROPY_WINDOW`` visited positions (all envs together,
+  in cell units, dithered by ±0.001 so that repeated positions do not give −inf),
+  recomputed each time the window has been refilled (NaN before the first time).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from purerl.control import when
+from purerl.envs.core import Env
+from purerl.ops.knn import knn_entropy
+
+LAYOUTS = {
+    "Open": (
+        "#########",
+        "#S......#",
+        "#.......#",
+        "#.......#",
+        "#.......#",
+        "#.......#",
+        "#.......#",
+        "#......G#",
+        "#########",
+    ),
+    "Rooms": (
+        "#############",
+        "#S....#.....#",
+        "#.....#.....#",
+        "#...........#",
+        "#...........#",
+        "#.....#.....#",
+        "###..####..##",
+        "#.....#.....#",
+        "#.....#.....#",
+        "#...........#",
+        "#...........#",
+        "#.....#....G#",
+        "#############",
+    ),
+    "UMaze": (
+        "###########",
+        "#S.......G#",
+        "#.........#",
+        "#######...#",
+        "#.........#",
+        "#.........#",
+        "#...#######",
+        "#.........#",
+        "#.........#",
+        "###########",
+    ),
+    "Bottleneck": (
+        "##################",
+        "#S....######.....#",
+        "#.....######.....#",
+        "#................#",
+        "#.....######.....#",
+        "#.....######....G#",
+        "##################",
+    ),
+}
+COVERAGE_RES = 2
+ENTROPY_WINDOW = 1024
+STEP_SIZE = 0.25
+MAX_STEPS = 250
+GOAL_RADIUS = 0.5
+DITHER = 1e-3
+
+
+def _parse(rows):
+    grid = np.array([list(r) for r in rows])
+    free = grid != "#"
+    start = np.argwhere(grid == "S")[0]
+    goal = np.argwhere(grid == "G")[0]
+    # (row, col) -> (x, y) cell centres; x grows with the column, y with the row.
+    return free, np.array([start[1], start[0]]) + 0.5, np.array([goal[1], goal[0]]) + 0.5
+
+
+@struct.dataclass
+class MazeState(environment.EnvState):
+    pos: jax.Array  # [2] float32 (x, y)
+
+
+@struct.dataclass
+class MazeParams(environment.EnvParams):
+    max_steps_in_episode: int = MAX_STEPS
+    step_size: float = STEP_SIZE
+
+
+class Maze(environment.Environment):
+    """A layout of ``LAYOUTS``; ``goal=True`` for the sparse-goal task."""
+
+    def __init__(self, layout: str, goal: bool = False):
+        super().__init__()
+        self.layout, self.goal = layout, goal
+        free, start, goal_xy = _parse(LAYOUTS[layout])
+        self.free = jnp.asarray(free)
+        self.height, self.width = free.shape
+        self.scale = float(max(free.shape))
+        self.start = jnp.asarray(start, jnp.float32)
+        self.goal_xy = jnp.asarray(goal_xy, jnp.float32)
+
+    @property
+    def default_params(self):
+        return MazeParams()
+
+    def is_free(self, pos):
+        col, row = jnp.floor(pos[0]).astype(jnp.int32), jnp.floor(pos[1]).astype(jnp.int32)
+        inside = (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
+        return inside & self.free[jnp.clip(row, 0, self.height - 1),
+                                  jnp.clip(col, 0, self.width - 1)]
+
+    def get_obs(self, state, params=None, key=None):
+        return state.pos / self.scale
+
+    def reset_env(self, key, params):
+        jitter = jax.random.uniform(key, (2,), minval=-0.1, maxval=0.1)
+        state = MazeState(time=0, pos=self.start + jitter)
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        move = params.step_size * jnp.clip(action, -1.0, 1.0)
+        pos = state.pos
+        for axis in range(2):  # x, then y; a blocked leg is not taken
+            leg = pos.at[axis].add(move[axis])
+            pos = jnp.where(self.is_free(leg), leg, pos)
+        at_goal = jnp.linalg.norm(pos - self.goal_xy) <= GOAL_RADIUS
+        reward = jnp.where(at_goal, 1.0, 0.0) if self.goal else jnp.float32(0.0)
+        state = MazeState(time=state.time + 1, pos=pos)
+        return self.get_obs(state), state, reward, jnp.bool_(False), {}
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (2,), jnp.float32)
+
+    def action_space(self, params=None):
+        return spaces.Box(-1.0, 1.0, (2,), jnp.float32)
+
+
+@struct.dataclass
+class CoverageState:
+    inner: object
+    visited: jax.Array  # [rows * RES, cols * RES] bool: subcells visited so far
+    window: jax.Array  # [ENTROPY_WINDOW, 2] float32: the latest visited positions
+    cursor: jax.Array  # int32: positions written into the window so far
+    entropy: jax.Array  # float32: knn_entropy of the window when it was last full
+
+
+def track_coverage(env: Env, maze: Maze) -> Env:
+    """Add ``coverage`` and ``state_entropy`` (see the module docstring) to a vectorised
+    maze env's ``info["metrics"]``."""
+    res = COVERAGE_RES
+    free = np.kron(np.asarray(maze.free), np.ones((res, res), bool))
+    reachable = jnp.asarray(free)
+    n_reachable = float(free.sum())
+    n, window = env.num_envs, ENTROPY_WINDOW
+
+    def window_entropy(operand):
+        positions, cursor = operand
+        # A point pushed into a wall repeats its position exactly, and a repeated
+        # sample makes the estimate -inf: dither by U(±DITHER), far below a step.
+        noise = jax.random.uniform(jax.random.fold_in(jax.random.key(0), cursor),
+                                   positions.shape, minval=-DITHER, maxval=DITHER)
+        return knn_entropy(positions + noise, 3)
+
+    def visit(s: CoverageState, obs):
+        pos = obs * maze.scale
+        cells = jnp.floor(pos * res).astype(jnp.int32)
+        rows = jnp.clip(cells[:, 1], 0, free.shape[0] - 1)
+        cols = jnp.clip(cells[:, 0], 0, free.shape[1] - 1)
+        visited = s.visited.at[rows, cols].set(True)
+        slots = (s.cursor + jnp.arange(n)) % window
+        cursor = s.cursor + n
+        positions = s.window.at[slots].set(pos)
+        refilled = cursor // window > s.cursor // window
+        entropy = when(window_entropy)(refilled, (positions, cursor), s.entropy)
+        return CoverageState(s.inner, visited, positions, cursor, entropy)
+
+    def report(s: CoverageState, ts):
+        coverage = jnp.sum(s.visited & reachable) / n_reachable
+        metrics = {"coverage": jnp.full(n, coverage, jnp.float32),
+                   "state_entropy": jnp.full(n, s.entropy, jnp.float32)}
+        return ts._replace(info={**ts.info, "metrics": metrics})
+
+    def reset(key):
+        inner, ts = env.reset(key)
+        empty = CoverageState(inner, jnp.zeros(free.shape, bool),
+                              jnp.zeros((window, 2), jnp.float32), jnp.int32(0),
+                              jnp.float32(jnp.nan))
+        s = visit(empty, ts.obs)
+        return s, report(s, ts)
+
+    def step(s: CoverageState, action, key):
+        inner, ts = env.step(s.inner, action, key)
+        s = visit(s.replace(inner=inner), ts.info["final_obs"])
+        return s, report(s, ts)
+
+    return Env(reset=reset, step=step, spec=env.spec, num_envs=n, sync_eval=env.sync_eval)
+
+
+def maze_ids():
+    return tuple(f"Maze-{name}{task}-v0" for name in LAYOUTS for task in ("", "-Goal"))
+
+
+def make_maze(env_id: str, **params) -> Env:
+    """``Maze-<Layout>[-Goal]-v0`` as a purerl ``Env`` that tracks coverage once
+    vectorised."""
+    from purerl.envs.gymnax import from_gymnax
+
+    name = env_id[len("Maze-"):-len("-v0")]
+    goal = name.endswith("-Goal")
+    maze = Maze(name[:-len("-Goal")] if goal else name, goal)
+    try:
+        env_params = maze.default_params.replace(**params)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad parameters for {env_id}: {e}") from None
+    if not 0.0 < env_params.step_size < 1.0:
+        raise ValueError(f"{env_id}: step_size must be in (0, 1) (less than one cell), "
+                         f"got {env_params.step_size}")
+    env = from_gymnax(maze, env_params, name=env_id)
+    return dataclasses.replace(env, on_vectorize=lambda v: track_coverage(v, maze))
