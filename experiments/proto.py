@@ -26,7 +26,7 @@ from purerl.algos import proto  # noqa: E402
 # Adam at 3e-4; an MLP encoder, trained by the prototype loss, gives the embedding
 # room to spread over the sphere (the identity leaves a 2-d sheet of it).
 MAZE = dict(total_steps=30_000, num_envs=1, num_evals=10, num_eval_envs=4,
-            learning_starts=1000, hidden_sizes=(256, 256), batch_size=256, lr=3e-4,
+            learning_starts=1000, hidden_sizes=(128, 128), batch_size=128, lr=3e-4,
             proto_lr=3e-4, encoder="mlp", encoder_hidden=(128,), feature_dim=32,
             proto_dim=32, predictor_hidden=128, num_prototypes=64, queue_size=256)
 PRESETS = {f"Maze-{layout}{task}-v0": MAZE
