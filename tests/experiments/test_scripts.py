@@ -139,8 +139,6 @@ def jax_fresh_states(algo, spec, seeds):
 
 def test_proto_on_dm_control_states_and_pixels(tmp_path):
     pytest.importorskip("dm_control")
-    from purerl.envs import make_host
-
     flags = [*HOST_TINY, "--num-prototypes", "4", "--queue-size", "8", "--proto-dim", "4",
              "--predictor-hidden", "8", "--encoder-hidden", "8", "--feature-dim", "4"]
     out = tmp_path / "states"
@@ -149,10 +147,7 @@ def test_proto_on_dm_control_states_and_pixels(tmp_path):
     assert proc.returncode == 0, proc.stderr
     fine = json.loads((out / "finetune" / "results.json").read_text())
     assert fine["host"] and fine["phase"] == "finetune" and len(fine["final_returns"]) == 2
-    try:
-        make_host("dmc:cartpole-swingup", pixels=True).close()
-    except RuntimeError as e:
-        pytest.skip(f"no OpenGL renderer here: {e}")
+    require_renderer()
     out = tmp_path / "pixels"
     proc = run("experiments/proto.py", "--env", "dmc:cartpole-swingup", "--pixels",
                "--phase", "pretrain", *flags, "--num-seeds", "1", "--out", str(out))
@@ -192,14 +187,18 @@ def test_sac_script_on_dm_control_states_resumes(tmp_path):
     assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
 
 
-def test_sac_script_on_dm_control_pixels(tmp_path):
-    pytest.importorskip("dm_control")
+def require_renderer():
     from purerl.envs import make_host
 
     try:
         make_host("dmc:cartpole-swingup", pixels=True).close()
     except RuntimeError as e:
         pytest.skip(f"no OpenGL renderer here: {e}")
+
+
+def test_sac_script_on_dm_control_pixels(tmp_path):
+    pytest.importorskip("dm_control")
+    require_renderer()
     out = tmp_path / "run"
     proc = run("experiments/sac.py", "--env", "dmc:cartpole-swingup", "--pixels",
                *HOST_TINY, "--num-seeds", "1", "--feature-dim", "8", "--out", str(out))
