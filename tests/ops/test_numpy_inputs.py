@@ -59,6 +59,9 @@ CALLS = {
     "fisher_vector_product": lambda: ops.fisher_vector_product(_quadratic_kl, P, 0.1)(P),
     "backtracking_line_search": lambda: ops.backtracking_line_search(
         _loss_and_kl, P, {"w": -0.5 * P["w"]}, np.float32(1.0), 0.5),
+    "sinkhorn_knopp": lambda: ops.sinkhorn_knopp(X / 0.1, 3),
+    "knn_distances": lambda: ops.knn_distances(X, X, 2),
+    "knn_entropy": lambda: ops.knn_entropy(X, 2),
 }
 
 
