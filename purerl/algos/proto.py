@@ -160,7 +160,7 @@ def normalize(x):
 
 
 def make_nets(cfg: Config, env_spec: EnvSpec) -> Nets:
-    pixels = env_spec.obs_dtype == "uint8" and len(env_spec.obs_shape) == 3
+    pixels = sac.is_pixels(env_spec)
     if pixels:
         encoder = ConvEncoder()
     elif len(env_spec.obs_shape) != 1:

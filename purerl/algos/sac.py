@@ -174,6 +174,11 @@ class Nets(NamedTuple):
     pixels: bool  # shift obs and next_obs in learner_step (DrQ)
 
 
+def is_pixels(env_spec: EnvSpec) -> bool:
+    """A ``uint8`` ``[H, W, C]`` observation: frames, for the conv encoder."""
+    return env_spec.obs_dtype == "uint8" and len(env_spec.obs_shape) == 3
+
+
 def make_nets(cfg: Config, env_spec: EnvSpec, trunk: bool | None = None) -> Nets:
     """SAC's networks for ``env_spec``. ``trunk`` (default: on pixels) puts a trunk of
     ``feature_dim`` in front of the actor and the twin critics: Proto-RL feeds them its
@@ -181,7 +186,7 @@ def make_nets(cfg: Config, env_spec: EnvSpec, trunk: bool | None = None) -> Nets
     space = env_spec.action_space
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise ValueError("SAC needs finite Box action bounds (actions are tanh-squashed)")
-    pixels = env_spec.obs_dtype == "uint8" and len(env_spec.obs_shape) == 3
+    pixels = is_pixels(env_spec)
     # On pixels both heads read the encoder's flat feature, so their input is 1-d.
     obs_ndim = 1 if pixels else len(env_spec.obs_shape)
     trunk = pixels if trunk is None else trunk
