@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build the isolated virtual environments for the peer PPO benchmarks.
+# Build the isolated virtual environments for the peer benchmarks.
 #
 # Usage (from the repository root):  bash benchmarks/peers/build_venvs.sh [name ...]
-#   names: rejax sb3 purejaxrl (default: all three)
+#   names: rejax sb3 purejaxrl urlb (default: all four)
 #
 # Each peer gets benchmarks/.venvs/<name>, created with `python3 -m venv` and
 # filled from benchmarks/peers/requirements-<name>.txt. A venv whose
@@ -21,7 +21,7 @@ fi
 
 names=("$@")
 if [[ ${#names[@]} -eq 0 ]]; then
-    names=(rejax sb3 purejaxrl)
+    names=(rejax sb3 purejaxrl urlb)
 fi
 
 mkdir -p "$VENV_ROOT"
