@@ -35,6 +35,13 @@ Coverage: every env of this module reports, through the driver's env metrics
   k = 3, nats) of the last ``ENTROPY_WINDOW`` visited positions (all envs together,
   in cell units, dithered by ±0.001 so that repeated positions do not give −inf),
   recomputed each time the window has been refilled (NaN before the first time).
+* ``kl_uniform`` and, on the layouts with a corridor (``CORRIDORS``), ``kl_corridor``:
+  KL(ρ ‖ p*) in nats on the coverage grid, ρ the histogram of that same window over
+  the subcells (the recent state marginal), p* a target distribution over the
+  reachable subcells (``target_masses``): uniform, or ``1 − TARGET_FLOOR`` of the mass
+  spread evenly on the corridor and ``TARGET_FLOOR`` over every reachable subcell (a
+  floor keeps the KL finite while the point crosses the room to get there). Updated
+  with the entropy. SMM (``purerl.algos.smm``) can take the same p* as its target.
 """
 
 import dataclasses
@@ -99,6 +106,10 @@ LAYOUTS = {
     ),
 }
 COVERAGE_RES = 2
+# Cell rectangles (x0, x1, y0, y1), ends excluded, of the one-cell-high corridor of
+# Bottleneck and the middle corridor of UMaze: where the non-uniform target puts its mass.
+CORRIDORS = {"Bottleneck": (6, 12, 3, 4), "UMaze": (1, 10, 4, 6)}
+TARGET_FLOOR = 0.05
 ENTROPY_WINDOW = 1024
 STEP_SIZE = 0.25
 MAX_STEPS = 250
@@ -182,49 +193,117 @@ class CoverageState:
     window: jax.Array  # [ENTROPY_WINDOW, 2] float32: the latest visited positions
     cursor: jax.Array  # int32: positions written into the window so far
     entropy: jax.Array  # float32: knn_entropy of the window when it was last full
+    kl: jax.Array  # [len(targets)] float32: KL(window histogram ‖ target), same time
+
+
+def subcell_grid(maze: "Maze") -> np.ndarray:
+    """The coverage grid: ``[rows * RES, cols * RES]`` bool, True on reachable subcells."""
+    return np.kron(np.asarray(maze.free), np.ones((COVERAGE_RES, COVERAGE_RES), bool))
+
+
+def target_masses(layout: str, target: str) -> np.ndarray:
+    """p* on the coverage grid (``[rows * RES, cols * RES]``, sums to 1, zero on walls):
+    ``"uniform"`` over the reachable subcells, or ``"corridor"`` (layouts in
+    ``CORRIDORS``): ``1 − TARGET_FLOOR`` evenly on the corridor's subcells plus
+    ``TARGET_FLOOR`` evenly on all reachable ones."""
+    free = np.kron(np.array([list(r) for r in LAYOUTS[layout]]) != "#",
+                   np.ones((COVERAGE_RES, COVERAGE_RES), bool))
+    uniform = free / free.sum()
+    if target == "uniform":
+        return uniform
+    if target != "corridor" or layout not in CORRIDORS:
+        known = ["uniform"] + (["corridor"] if layout in CORRIDORS else [])
+        raise ValueError(f"unknown target {target!r} for maze layout {layout}; known: "
+                         f"{', '.join(known)} (corridors: {', '.join(CORRIDORS)})")
+    x0, x1, y0, y1 = (COVERAGE_RES * c for c in CORRIDORS[layout])
+    region = np.zeros_like(free)
+    region[y0:y1, x0:x1] = True
+    region &= free
+    return (1.0 - TARGET_FLOOR) * region / region.sum() + TARGET_FLOOR * uniform
+
+
+def subcell_index(maze_shape, pos):
+    """Flat index ``row * cols + col`` of the coverage subcell holding each position
+    (cell units, ``[..., 2]`` as (x, y)), clipped into the grid."""
+    rows, cols = maze_shape[0] * COVERAGE_RES, maze_shape[1] * COVERAGE_RES
+    cells = jnp.floor(pos * COVERAGE_RES).astype(jnp.int32)
+    row = jnp.clip(cells[..., 1], 0, rows - 1)
+    col = jnp.clip(cells[..., 0], 0, cols - 1)
+    return row * cols + col
+
+
+def log_target(env_id: str, target: str):
+    """``log p*(obs)``: the log mass of ``target_masses`` on the subcell holding each
+    observation of maze ``env_id`` (observations are positions over the larger side),
+    as a function ``obs [..., 2] -> [...]``; constant up to the subcells' area, which
+    no reward needs."""
+    masses = target_masses(maze_layout(env_id), target)
+    # Walls get log 1 = 0: no observation is ever in one.
+    log_mass = jnp.asarray(np.log(np.where(masses > 0, masses, 1.0)).reshape(-1),
+                           jnp.float32)
+    shape = (masses.shape[0] // COVERAGE_RES, masses.shape[1] // COVERAGE_RES)
+    scale = float(max(shape))
+    return lambda obs: log_mass[subcell_index(shape, jnp.asarray(obs) * scale)]
+
+
+def maze_layout(env_id: str) -> str:
+    """``"Bottleneck"`` for ``Maze-Bottleneck[-Goal]-v0``; a clear error otherwise."""
+    if env_id not in maze_ids():
+        raise ValueError(f"{env_id!r} is not a maze id ({', '.join(maze_ids())})")
+    name = env_id[len("Maze-"):-len("-v0")]
+    return name[:-len("-Goal")] if name.endswith("-Goal") else name
 
 
 def track_coverage(env: Env, maze: Maze) -> Env:
-    """Add ``coverage`` and ``state_entropy`` (see the module docstring) to a vectorised
-    maze env's ``info["metrics"]``."""
-    res = COVERAGE_RES
-    free = np.kron(np.asarray(maze.free), np.ones((res, res), bool))
+    """Add ``coverage``, ``state_entropy`` and the grid KLs (see the module docstring)
+    to a vectorised maze env's ``info["metrics"]``."""
+    free = subcell_grid(maze)
     reachable = jnp.asarray(free)
     n_reachable = float(free.sum())
     n, window = env.num_envs, ENTROPY_WINDOW
+    targets = ["uniform"] + (["corridor"] if maze.layout in CORRIDORS else [])
+    log_masses = jnp.asarray(np.stack([
+        np.log(np.where(m > 0, m, 1.0)).reshape(-1)
+        for m in (target_masses(maze.layout, t) for t in targets)]), jnp.float32)
 
-    def window_entropy(operand):
+    def window_stats(operand):
         positions, cursor = operand
         # A point pushed into a wall repeats its position exactly, and a repeated
         # sample makes the estimate -inf: dither by U(±DITHER), far below a step.
         noise = jax.random.uniform(jax.random.fold_in(jax.random.key(0), cursor),
                                    positions.shape, minval=-DITHER, maxval=DITHER)
-        return knn_entropy(positions + noise, 3)
+        idx = subcell_index(maze.free.shape, positions)
+        rho = jnp.bincount(idx, length=free.size) / window
+        log_rho = jnp.log(jnp.where(rho > 0, rho, 1.0))
+        kl = jnp.sum(rho * (log_rho - log_masses), axis=-1)  # 0 log 0 = 0
+        return knn_entropy(positions + noise, 3), kl
 
     def visit(s: CoverageState, obs):
         pos = obs * maze.scale
-        cells = jnp.floor(pos * res).astype(jnp.int32)
-        rows = jnp.clip(cells[:, 1], 0, free.shape[0] - 1)
-        cols = jnp.clip(cells[:, 0], 0, free.shape[1] - 1)
-        visited = s.visited.at[rows, cols].set(True)
+        idx = subcell_index(maze.free.shape, pos)
+        visited = s.visited.reshape(-1).at[idx].set(True).reshape(free.shape)
         slots = (s.cursor + jnp.arange(n)) % window
         cursor = s.cursor + n
         positions = s.window.at[slots].set(pos)
         refilled = cursor // window > s.cursor // window
-        entropy = when(window_entropy)(refilled, (positions, cursor), s.entropy)
-        return CoverageState(s.inner, visited, positions, cursor, entropy)
+        entropy, kl = when(window_stats)(refilled, (positions, cursor),
+                                         (s.entropy, s.kl))
+        return CoverageState(s.inner, visited, positions, cursor, entropy, kl)
 
     def report(s: CoverageState, ts):
         coverage = jnp.sum(s.visited & reachable) / n_reachable
         metrics = {"coverage": jnp.full(n, coverage, jnp.float32),
                    "state_entropy": jnp.full(n, s.entropy, jnp.float32)}
+        for i, t in enumerate(targets):
+            metrics[f"kl_{t}"] = jnp.full(n, s.kl[i], jnp.float32)
         return ts._replace(info={**ts.info, "metrics": metrics})
 
     def reset(key):
         inner, ts = env.reset(key)
         empty = CoverageState(inner, jnp.zeros(free.shape, bool),
                               jnp.zeros((window, 2), jnp.float32), jnp.int32(0),
-                              jnp.float32(jnp.nan))
+                              jnp.float32(jnp.nan),
+                              jnp.full(len(targets), jnp.nan, jnp.float32))
         s = visit(empty, ts.obs)
         return s, report(s, ts)
 
@@ -245,9 +324,7 @@ def make_maze(env_id: str, **params) -> Env:
     vectorised."""
     from purerl.envs.gymnax import from_gymnax
 
-    name = env_id[len("Maze-"):-len("-v0")]
-    goal = name.endswith("-Goal")
-    maze = Maze(name[:-len("-Goal")] if goal else name, goal)
+    maze = Maze(maze_layout(env_id), env_id.endswith("-Goal-v0"))
     try:
         env_params = maze.default_params.replace(**params)
     except (TypeError, ValueError) as e:

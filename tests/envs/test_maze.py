@@ -24,7 +24,8 @@ def rollout(env_id, steps, seed=0, actions=None):
     state, ts = jax.jit(env.reset)(jax.random.key(seed))
     key = jax.random.key(seed + 1)
     out = {"reset_obs": np.asarray(ts.obs), "final_obs": [], "reward": [],
-           "terminated": [], "truncated": [], "coverage": [], "entropy": []}
+           "terminated": [], "truncated": [], "coverage": [], "entropy": [],
+           "kl_uniform": [], "kl_corridor": []}
     for t in range(steps):
         key, k_a, k_s = jax.random.split(key, 3)
         a = (jax.random.uniform(k_a, (N_ENVS, 2), minval=-1.0, maxval=1.0)
@@ -36,6 +37,8 @@ def rollout(env_id, steps, seed=0, actions=None):
         out["truncated"].append(np.asarray(ts.truncated))
         out["coverage"].append(np.asarray(ts.info["metrics"]["coverage"]))
         out["entropy"].append(np.asarray(ts.info["metrics"]["state_entropy"]))
+        for name in ("kl_uniform", "kl_corridor"):
+            out[name].append(np.asarray(ts.info["metrics"][name]))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -122,3 +125,67 @@ def test_state_entropy_is_nan_until_the_window_fills(random_run):
     assert np.isfinite(entropy[first + 1:]).all()
     # The value is the estimate of the window of positions, in cell units.
     assert 0.0 < entropy[-1] < np.log(layout_free("Bottleneck").sum())
+
+
+def numpy_masses(name, target):
+    """p* on the subcell grid, recomputed by hand from the layout strings."""
+    res = maze_lib.COVERAGE_RES
+    free = np.kron(layout_free(name), np.ones((res, res), bool))
+    if target == "uniform":
+        return free / free.sum()
+    x0, x1, y0, y1 = maze_lib.CORRIDORS[name]
+    region = np.zeros_like(free)
+    for y in range(y0 * res, y1 * res):
+        for x in range(x0 * res, x1 * res):
+            region[y, x] = free[y, x]
+    floor = maze_lib.TARGET_FLOOR
+    return (1 - floor) * region / region.sum() + floor * free / free.sum()
+
+
+def test_targets_are_distributions_on_the_reachable_subcells():
+    for name in maze_lib.CORRIDORS:
+        for target in ("uniform", "corridor"):
+            m = maze_lib.target_masses(name, target)
+            np.testing.assert_allclose(m, numpy_masses(name, target), atol=1e-12)
+            assert abs(m.sum() - 1) < 1e-9 and (m[~np.kron(
+                layout_free(name), np.ones((2, 2), bool))] == 0).all()
+    # Bottleneck's corridor is the six cells of row 3 between the rooms' walls.
+    assert maze_lib.target_masses("Bottleneck", "corridor")[7, 12:24].min() > 0.9 / 24
+    with pytest.raises(ValueError, match="unknown target 'corridor' for maze layout Open"):
+        maze_lib.target_masses("Open", "corridor")
+    with pytest.raises(ValueError, match="not a maze id"):
+        maze_lib.log_target("CartPole-v1", "uniform")
+
+
+def test_log_target_reads_the_subcell_of_each_observation():
+    log_p = jax.jit(maze_lib.log_target("Maze-Bottleneck-Goal-v0", "corridor"))
+    masses = numpy_masses("Bottleneck", "corridor")
+    scale = max(layout_free("Bottleneck").shape)
+    xy = np.array([[1.5, 1.5], [8.2, 3.6], [14.9, 5.1], [6.01, 3.99]])  # cell units
+    expected = [np.log(masses[int(y * 2), int(x * 2)]) for x, y in xy]
+    np.testing.assert_allclose(log_p(xy / scale), expected, rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(log_p)(xy[None] / scale)[0], expected, rtol=1e-6)
+
+
+def test_grid_kls_equal_a_numpy_histogram_of_the_window(random_run):
+    window = maze_lib.ENTROPY_WINDOW
+    scale = max(layout_free("Bottleneck").shape)
+    # Positions in visiting order (reset, then each step's), N_ENVS per step.
+    pos = np.concatenate([random_run["reset_obs"][None], random_run["final_obs"]])
+    pos = pos.reshape(-1, 2) * scale
+    steps = len(random_run["final_obs"])
+    # The last refill: the latest step t at which (t + 2) * N_ENVS crossed a multiple.
+    counts = (np.arange(steps) + 2) * N_ENVS
+    t = max(i for i in range(steps) if counts[i] // window > (counts[i] - N_ENVS) // window)
+    last = pos[counts[t] - window:counts[t]]
+    cells = np.floor(last * 2).astype(int)
+    for target in ("uniform", "corridor"):
+        p = numpy_masses("Bottleneck", target)
+        rho = np.zeros_like(p)
+        np.add.at(rho, (cells[:, 1], cells[:, 0]), 1.0 / window)
+        nz = rho > 0
+        kl = np.sum(rho[nz] * np.log(rho[nz] / p[nz]))
+        np.testing.assert_allclose(random_run[f"kl_{target}"][-1], kl, rtol=1e-4)
+        assert np.isnan(random_run[f"kl_{target}"][0]).all()
+    # A random walk from the start stays in the left room: far from the corridor.
+    assert random_run["kl_corridor"][-1, 0] > random_run["kl_uniform"][-1, 0] > 0
