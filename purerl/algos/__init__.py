@@ -10,11 +10,12 @@ from purerl.algos import (
     proto,
     reinforce,
     sac,
+    smm,
     trpo,
     uniform,
 )
 
 __all__ = [
     "reinforce", "actor_critic", "a2c", "offpac", "npg", "trpo", "ppo", "acktr", "sac",
-    "proto", "uniform",
+    "proto", "smm", "uniform",
 ]

@@ -15,7 +15,8 @@ import pytest
 
 import purerl
 from purerl import loops
-from purerl.algos import a2c, acktr, actor_critic, npg, offpac, ppo, proto, reinforce, sac, trpo
+from purerl.algos import (a2c, acktr, actor_critic, npg, offpac, ppo, proto, reinforce, sac,
+                          smm, trpo)
 from purerl.testing import as_numpy, leaves_equal, split_config
 
 TINY = dict(num_evals=2, num_eval_envs=2, hidden_sizes=(8, 8))
@@ -43,6 +44,11 @@ CASES = {
                                           num_prototypes=4, queue_size=8, proto_dim=4,
                                           predictor_hidden=8, encoder="mlp",
                                           encoder_hidden=(8,), feature_dim=4)),
+    "smm": (smm, "Maze-Open-v0", dict(total_steps=64, num_envs=2, num_steps=2,
+                                      batch_size=8, buffer_size=64, learning_starts=8,
+                                      vae_hidden=(8,), vae_code_dim=4,
+                                      discriminator_hidden=(8,), history_size=2,
+                                      history_every=4, eval_policy="mixture")),
 }
 # The uniform-random baseline has no parameters to move: tests/algos/test_uniform.py.
 NOT_LEARNING = {"uniform"}
