@@ -1,17 +1,31 @@
-"""Exploration on the maze: Proto-RL against SAC with zero reward and the uniform
-policy, then fine-tuning from the Proto snapshot against SAC from scratch.
+"""Exploration on the maze: Proto-RL and SMM against SAC with zero reward and the
+uniform policy, then fine-tuning from the Proto and SMM snapshots against SAC from
+scratch; SMM with a non-uniform target; SMM's historical averaging at test time.
 
     python benchmarks/run_exploration.py [--layout Bottleneck] [--num-seeds 8] \
-        [--pretrain-steps 30000] [--finetune-steps 30000]
+        [--pretrain-steps 30000] [--finetune-steps 30000] [--suffix _60k]
 
 Every arm is an experiment-script command (printed as it runs), 8 seeds vmapped in
-one compiled program, the same reward-free budget for the three pre-training arms
-and the same fine-tuning budget for the two fine-tuning arms. SAC runs with Proto's
-maze preset (same networks, batch, learning rates, temperature, targets), so the
-arms differ only by the reward. Reported per arm: the final coverage, kNN state
-entropy (pre-training) and eval return (fine-tuning), as the mean over seeds with a
-95% percentile-bootstrap interval (10,000 resamples of the seeds). Results go to
-``benchmarks/results/exploration_<layout>.{json,md,png}``.
+one compiled program, the same reward-free budget for the pre-training arms and the
+same fine-tuning budget for the fine-tuning arms. SAC runs with Proto's maze preset
+(same networks, batch, learning rates, temperature, targets), and SMM's maze preset
+has the same SAC settings, so the arms differ by the reward. Reported per arm: the
+final coverage, kNN state entropy and grid KLs to the uniform and the corridor target
+(pre-training) and eval return (fine-tuning), as the mean over seeds with a 95%
+percentile-bootstrap interval (10,000 resamples of the seeds).
+
+Two SMM-only measurements:
+
+* ``smm_corridor``: SMM pre-trained with ``--target corridor`` (p* puts 95% of its mass
+  on the layout's corridor, see ``purerl.envs.maze.target_masses``); its ``kl_corridor``
+  curve, KL(ρ ‖ p*) of the recent-visit histogram on the grid, against the other arms'.
+* Historical averaging: from the SMM (uniform target) snapshot, ``--test-episodes``
+  episodes per env (4 envs) of the snapshot mixture (one of the last 10 actor
+  snapshots per episode, the current one with probability 0.1, as the reference's
+  test config) against the last policy alone; coverage of those test episodes (fresh
+  coverage grid), actions sampled and, separately, the mode.
+
+Results go to ``benchmarks/results/exploration_<layout><suffix>.{json,md,png}``.
 """
 
 import argparse
@@ -38,6 +52,66 @@ def bootstrap(values, resamples=10_000, seed=0):
             "seeds": values.tolist()}
 
 
+def mean_or_none(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def test_coverage(snapshot_dir, env_id, eval_policy, sample, episodes, num_envs=4):
+    """Coverage (a fresh grid) of ``episodes`` test episodes in each of ``num_envs``
+    envs, per seed of an SMM snapshot, with ``eval_policy`` ('last' or 'mixture'),
+    actions sampled or the mode; one compiled program vmapped over the seeds."""
+    import jax
+    import jax.numpy as jnp
+
+    from purerl import envs
+    from purerl import snapshot as snap
+    from purerl.algos import smm
+
+    with open(os.path.join(snapshot_dir, snap.META)) as f:
+        meta = json.load(f)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+    cfg = smm.Config(**{**fields, "eval_policy": eval_policy, "eval_sample": sample,
+                        "history_current_prob": 0.1})
+    env = envs.make(env_id)
+    agent = smm.make(cfg, env.spec)
+    seeds = meta["num_seeds"]
+    like = jax.vmap(agent.init)(jax.random.split(jax.random.key(0), seeds))
+    states = snap.load(snapshot_dir, like, smm, env.spec)
+    venv = envs.vectorize(env, num_envs)
+
+    def run(state, key):
+        k_reset, key = jax.random.split(key)
+        env_state, ts = venv.reset(k_reset)
+
+        def step(c, k):
+            env_state, obs, carry, first = c
+            k_act, k_env = jax.random.split(k)
+            action, carry, _ = agent.act(state, carry, obs, first, k_act, eval=True)
+            env_state, ts = venv.step(env_state, action, k_env)
+            done = ts.terminated | ts.truncated
+            return (env_state, ts.obs, carry, done), ts.info["metrics"]["coverage"][0]
+
+        c = (env_state, ts.obs, agent.init_carry(num_envs), jnp.ones(num_envs, bool))
+        keys = jax.random.split(key, episodes * env.spec.max_episode_steps)
+        return jax.lax.scan(step, c, keys)[1][-1]
+
+    cov = jax.jit(jax.vmap(run))(states, jax.random.split(jax.random.key(1), seeds))
+    return [float(x) for x in np.asarray(cov)]
+
+
+def historical_averaging(snapshot_dir, env_id, episodes):
+    out = {"episodes_per_env": episodes, "num_envs": 4, "history_current_prob": 0.1}
+    for sample in (True, False):
+        for policy in ("mixture", "last"):
+            key = f"{policy}_{'sampled' if sample else 'mode'}"
+            out[key] = bootstrap(test_coverage(snapshot_dir, env_id, policy, sample,
+                                               episodes))
+            print(f"  historical averaging {key}: coverage {out[key]['mean']:.3f}",
+                  flush=True)
+    return out
+
+
 def run_arm(name, command, out):
     print(f"$ python {command} --out {out}", flush=True)
     t0 = time.time()
@@ -58,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--num-seeds", type=int, default=8)
     p.add_argument("--pretrain-steps", type=int, default=30_000)
     p.add_argument("--finetune-steps", type=int, default=30_000)
+    p.add_argument("--test-episodes", type=int, default=8)
+    p.add_argument("--suffix", default="")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
     free, goal = f"Maze-{args.layout}-v0", f"Maze-{args.layout}-Goal-v0"
@@ -73,6 +149,11 @@ def main(argv=None) -> int:
         "proto_finetune": (f"experiments/proto.py --env {goal} --phase finetune "
                            f"--snapshot {tmp}/proto/snapshot {common} {fine}"),
         "sac_scratch": f"experiments/sac.py --env {goal} {common} {fine} {sac}",
+        "smm": f"experiments/smm.py --env {free} --phase pretrain {common} {pre}",
+        "smm_finetune": (f"experiments/smm.py --env {goal} --phase finetune "
+                         f"--snapshot {tmp}/smm/snapshot {common} {fine}"),
+        "smm_corridor": (f"experiments/smm.py --env {free} --phase pretrain "
+                         f"--target corridor {common} {pre}"),
     }
     results, summary = {}, {}
     for name, command in arms.items():
@@ -83,6 +164,9 @@ def main(argv=None) -> int:
             "eval_steps": r["eval_steps"],
             "coverage": bootstrap(r["coverage"][-1]),
             "state_entropy": bootstrap(r["state_entropy"][-1]),
+            "kl_uniform": bootstrap(r["kl_uniform"][-1]),
+            "kl_corridor": bootstrap(r["kl_corridor"][-1]),
+            "kl_corridor_curve": [mean_or_none(c) for c in r["kl_corridor"]],
             "final_return": bootstrap(r["final_returns"]),
             "coverage_curve": [float(np.mean(c)) for c in r["coverage"]],
             "return_curve": [float(np.mean(e)) for e in r["eval_returns"]],
@@ -92,9 +176,11 @@ def main(argv=None) -> int:
     report = {"layout": args.layout, "num_seeds": args.num_seeds,
               "pretrain_steps": args.pretrain_steps, "finetune_steps": args.finetune_steps,
               "machine": machine(), "versions": results["proto"]["versions"],
-              "arms": summary}
+              "arms": summary,
+              "historical_averaging": historical_averaging(
+                  os.path.join(tmp, "smm", "snapshot"), free, args.test_episodes)}
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"exploration_{args.layout}")
+    stem = os.path.join(args.out, f"exploration_{args.layout}{args.suffix}")
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1)
     with open(stem + ".md", "w") as f:
@@ -140,15 +226,27 @@ def table(report) -> str:
             f"{report['pretrain_steps']} reward-free env steps, fine-tuning "
             f"{report['finetune_steps']} on the sparse goal. Mean over seeds [95% "
             f"bootstrap interval]. Machine: {report['machine']}.", "",
-            "| arm | coverage | state entropy (nats) | final eval return | wall (s) |",
-            "|---|---|---|---|---|"]
+            "| arm | coverage | state entropy (nats) | KL to uniform | KL to corridor | "
+            "final eval return | wall (s) |",
+            "|---|---|---|---|---|---|---|"]
 
     def cell(stat):
         return f"{stat['mean']:.3f} [{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]"
 
     for name, arm in report["arms"].items():
         rows.append(f"| {name} | {cell(arm['coverage'])} | {cell(arm['state_entropy'])} "
+                    f"| {cell(arm['kl_uniform'])} | {cell(arm['kl_corridor'])} "
                     f"| {cell(arm['final_return'])} | {arm['wall_seconds']:.0f} |")
+    ha = report.get("historical_averaging")
+    if ha:
+        rows += ["", f"SMM historical averaging: coverage of {ha['episodes_per_env']} test "
+                 f"episodes in each of {ha['num_envs']} envs from the SMM snapshot (mixture: "
+                 f"one of the stored actor snapshots per episode, the current one with "
+                 f"probability {ha['history_current_prob']}).", "",
+                 "| actions | snapshot mixture | last policy |", "|---|---|---|"]
+        for kind in ("sampled", "mode"):
+            rows.append(f"| {kind} | {cell(ha[f'mixture_{kind}'])} | "
+                        f"{cell(ha[f'last_{kind}'])} |")
     rows += ["", "Commands:", ""] + [f"    {a['command']}" for a in report["arms"].values()]
     return "\n".join(rows) + "\n"
 
@@ -159,18 +257,24 @@ def plot(report, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name in ("proto", "sac_zero_reward", "uniform"):
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
+    for name in ("proto", "smm", "sac_zero_reward", "uniform"):
         arm = report["arms"][name]
         ax1.plot(arm["eval_steps"], arm["coverage_curve"], label=name)
     ax1.set(xlabel="env steps (reward-free)", ylabel="coverage (mean over seeds)",
             title=f"Maze-{report['layout']}: pre-training")
-    for name in ("proto_finetune", "sac_scratch"):
+    for name in ("proto_finetune", "smm_finetune", "sac_scratch"):
         arm = report["arms"][name]
         ax2.plot(arm["eval_steps"], arm["return_curve"], label=name)
     ax2.set(xlabel="env steps (goal task)", ylabel="eval return (mean over seeds)",
             title="fine-tuning")
-    for ax in (ax1, ax2):
+    for name in ("smm_corridor", "smm", "proto", "sac_zero_reward", "uniform"):
+        arm = report["arms"][name]
+        steps = [s for s, v in zip(arm["eval_steps"], arm["kl_corridor_curve"]) if v is not None]
+        ax3.plot(steps, [v for v in arm["kl_corridor_curve"] if v is not None], label=name)
+    ax3.set(xlabel="env steps (reward-free)", ylabel="KL(ρ ‖ p*corridor) (nats)",
+            title="distance to the corridor target")
+    for ax in (ax1, ax2, ax3):
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()

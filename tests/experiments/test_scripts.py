@@ -156,6 +156,61 @@ def test_proto_on_dm_control_states_and_pixels(tmp_path):
     assert results["env_options"]["pixels"] and results["env_steps_per_second"] > 0
 
 
+SMM_FLAGS = ["--vae-hidden", "8", "--vae-code-dim", "4", "--discriminator-hidden", "8",
+             "--history-size", "2", "--history-every", "4"]
+SMM_TINY = PROTO_TINY[:PROTO_TINY.index("--num-prototypes")] + ["--no-progress"]
+
+
+def test_smm_both_phases_on_the_maze_with_a_corridor_target(tmp_path):
+    from purerl.algos import smm
+    from purerl.envs import make
+    from purerl.snapshot import load
+
+    out = tmp_path / "run"
+    proc = run("experiments/smm.py", "--env", "Maze-Bottleneck-Goal-v0", "--phase", "both",
+               "--target", "corridor", "--eval-policy", "mixture", *SMM_TINY, *SMM_FLAGS,
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    pre = json.loads((out / "pretrain" / "results.json").read_text())
+    fine = json.loads((out / "finetune" / "results.json").read_text())
+    assert pre["config"]["intr_coef"] == 1.0 and fine["config"]["intr_coef"] == 0.0
+    assert pre["config"]["target"] == "corridor"
+    for results in (pre, fine):
+        assert np.shape(results["coverage"]) == (2, 2)
+        assert np.shape(results["kl_corridor"]) == (2, 2)
+    spec = make("Maze-Bottleneck-Goal-v0").spec
+    cfg = smm.Config(hidden_sizes=(8,), vae_hidden=(8,), vae_code_dim=4,
+                     discriminator_hidden=(8,), history_size=2)
+    agent = smm.make(cfg, spec)
+    import jax
+
+    like = jax.vmap(agent.init)(jax.random.split(jax.random.key(0), 2))
+    a = load(str(out / "pretrain" / "snapshot"), like, smm, spec)
+    b = load(str(out / "finetune" / "snapshot"), like, smm, spec)
+    for group in smm.DENSITY_GROUPS:  # frozen in fine-tuning
+        for x, y in zip(jax_leaves(a.params[group]), jax_leaves(b.params[group])):
+            np.testing.assert_array_equal(x, y)
+    assert int(np.asarray(a.history_count).min()) >= 1  # the ring was written
+
+
+def test_smm_on_dm_control_states_and_pixels(tmp_path):
+    pytest.importorskip("dm_control")
+    out = tmp_path / "states"
+    proc = run("experiments/smm.py", "--env", "dmc:cartpole-swingup", "--phase", "both",
+               *HOST_TINY, *SMM_FLAGS, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    fine = json.loads((out / "finetune" / "results.json").read_text())
+    assert fine["host"] and fine["phase"] == "finetune" and len(fine["final_returns"]) == 2
+    require_renderer()
+    out = tmp_path / "pixels"
+    proc = run("experiments/smm.py", "--env", "dmc:cartpole-swingup", "--pixels",
+               "--phase", "pretrain", *HOST_TINY, *SMM_FLAGS, "--feature-dim", "4",
+               "--num-seeds", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env_options"]["pixels"] and results["env_steps_per_second"] > 0
+
+
 def test_uniform_baseline_script(tmp_path):
     out = tmp_path / "run"
     proc = run("experiments/uniform.py", "--num-seeds", "2", "--total-steps", "512",
