@@ -137,25 +137,6 @@ def jax_fresh_states(algo, spec, seeds):
     return jax.vmap(agent.init)(jax.random.split(jax.random.key(0), seeds))
 
 
-def test_proto_on_dm_control_states_and_pixels(tmp_path):
-    pytest.importorskip("dm_control")
-    flags = [*HOST_TINY, "--num-prototypes", "4", "--queue-size", "8", "--proto-dim", "4",
-             "--predictor-hidden", "8", "--encoder-hidden", "8", "--feature-dim", "4"]
-    out = tmp_path / "states"
-    proc = run("experiments/proto.py", "--env", "dmc:cartpole-swingup", "--phase", "both",
-               *flags, "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    fine = json.loads((out / "finetune" / "results.json").read_text())
-    assert fine["host"] and fine["phase"] == "finetune" and len(fine["final_returns"]) == 2
-    require_renderer()
-    out = tmp_path / "pixels"
-    proc = run("experiments/proto.py", "--env", "dmc:cartpole-swingup", "--pixels",
-               "--phase", "pretrain", *flags, "--num-seeds", "1", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads((out / "results.json").read_text())
-    assert results["env_options"]["pixels"] and results["env_steps_per_second"] > 0
-
-
 SMM_FLAGS = ["--vae-hidden", "8", "--vae-code-dim", "4", "--discriminator-hidden", "8",
              "--history-size", "2", "--history-every", "4"]
 SMM_TINY = PROTO_TINY[:PROTO_TINY.index("--num-prototypes")] + ["--no-progress"]
@@ -193,19 +174,24 @@ def test_smm_both_phases_on_the_maze_with_a_corridor_target(tmp_path):
     assert int(np.asarray(a.history_count).min()) >= 1  # the ring was written
 
 
-def test_smm_on_dm_control_states_and_pixels(tmp_path):
+@pytest.mark.parametrize("script,flags", [
+    ("proto", ["--num-prototypes", "4", "--queue-size", "8", "--proto-dim", "4",
+               "--predictor-hidden", "8", "--encoder-hidden", "8", "--feature-dim", "4"]),
+    ("smm", [*SMM_FLAGS, "--feature-dim", "4"]),
+])
+def test_exploration_agents_on_dm_control_states_and_pixels(tmp_path, script, flags):
     pytest.importorskip("dm_control")
+    flags = [*HOST_TINY, *flags]
     out = tmp_path / "states"
-    proc = run("experiments/smm.py", "--env", "dmc:cartpole-swingup", "--phase", "both",
-               *HOST_TINY, *SMM_FLAGS, "--out", str(out))
+    proc = run(f"experiments/{script}.py", "--env", "dmc:cartpole-swingup", "--phase",
+               "both", *flags, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     fine = json.loads((out / "finetune" / "results.json").read_text())
     assert fine["host"] and fine["phase"] == "finetune" and len(fine["final_returns"]) == 2
     require_renderer()
     out = tmp_path / "pixels"
-    proc = run("experiments/smm.py", "--env", "dmc:cartpole-swingup", "--pixels",
-               "--phase", "pretrain", *HOST_TINY, *SMM_FLAGS, "--feature-dim", "4",
-               "--num-seeds", "1", "--out", str(out))
+    proc = run(f"experiments/{script}.py", "--env", "dmc:cartpole-swingup", "--pixels",
+               "--phase", "pretrain", *flags, "--num-seeds", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["env_options"]["pixels"] and results["env_steps_per_second"] > 0
