@@ -8,6 +8,7 @@ transformation the float leaves are tracers and are passed through unchecked.
 """
 
 import dataclasses
+import math
 import numbers
 from typing import Any
 
@@ -15,7 +16,24 @@ import jax
 
 
 def config(cls):
-    """Class decorator: frozen dataclass + pytree with float fields as leaves."""
+    """Class decorator: frozen dataclass + pytree with float fields as leaves.
+
+    Every concrete float field must be finite: NaN is refused everywhere, +-inf unless
+    the field is named in the class's ``_infinite_ok`` (a tuple, e.g. Off-PAC's
+    untruncated ``clip_rho``). The check runs before the class's own
+    ``__post_init__``."""
+    own = cls.__dict__.get("__post_init__")
+
+    def __post_init__(self):
+        check_finite(self)
+        if own is not None:
+            own(self)
+        else:
+            parent = getattr(super(cls, self), "__post_init__", None)
+            if parent is not None:
+                parent()
+
+    cls.__post_init__ = __post_init__
     cls = dataclasses.dataclass(frozen=True)(cls)
     fields = dataclasses.fields(cls)
     data = [f.name for f in fields if f.type in (float, "float")]
@@ -25,6 +43,19 @@ def config(cls):
 
 def is_concrete(value: Any) -> bool:
     return isinstance(value, numbers.Number)
+
+
+def check_finite(obj) -> None:
+    """Raise ``ValueError`` naming the first concrete float field that is NaN, or
+    infinite without being in ``obj._infinite_ok``."""
+    allowed = getattr(obj, "_infinite_ok", ())
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.type not in (float, "float") or not is_concrete(value):
+            continue
+        if math.isnan(value) or (math.isinf(value) and f.name not in allowed):
+            what = "a number, not NaN" if f.name in allowed else "finite"
+            raise ValueError(f"{type(obj).__name__}.{f.name} must be {what}, got {value}")
 
 
 def check_range(obj, name: str, low=None, high=None, *, low_open=False, high_open=False):

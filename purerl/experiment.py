@@ -162,6 +162,14 @@ def resolve_config(algo, args, presets: dict):
     return algo.Config(**values), dataclasses.replace(algo.RUN, **run_values)
 
 
+def _with_flag(message: str) -> str:
+    """A config error ("Config.lr must be ...") with the flag that sets the field."""
+    import re
+
+    m = re.match(r"(?:Run)?Config\.(\w+) ", message)
+    return f"{message} (flag --{m.group(1).replace('_', '-')})" if m else message
+
+
 def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> int:
     """Parse, train, write; returns the exit status."""
     try:
@@ -201,7 +209,7 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
                 if start is not None and not args.resume:
                     purerl.snapshot.check(start, algo, driver.spec)
             except (ValueError, TypeError) as e:
-                raise UsageError(str(e)) from None
+                raise UsageError(_with_flag(str(e))) from None
             restore = args.restore if args.restore is not None else phase.restore
             status = run_experiment(driver, algo, config, run, phase_args,
                           start=None if args.resume else start, restore=restore,

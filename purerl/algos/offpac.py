@@ -45,6 +45,7 @@ RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=16)
 class Config:
     """Off-PAC hyperparameters."""
 
+    _infinite_ok = ("clip_rho",)  # inf: no truncation (not a field: no annotation)
     behaviour: str = "stale"
     """Behaviour policy b: 'uniform' (uniform random actions) or 'stale' (a copy of π)."""
     behaviour_update_every: int = 10

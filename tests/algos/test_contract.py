@@ -131,3 +131,26 @@ def test_box_actions_with_two_axes(name):
     assert not leaves_equal(r0.agent.params, r1.agent.params)
     for key, value in metrics.items():
         assert np.all(np.isfinite(np.asarray(value))), key
+
+
+@pytest.mark.parametrize("name", sorted(purerl.algos.__all__))
+def test_float_fields_refuse_nan_and_inf(name):
+    import dataclasses
+    import math
+
+    algo = getattr(purerl.algos, name)
+    floats = [f.name for f in dataclasses.fields(algo.Config) if f.type in (float, "float")]
+    for field in floats:
+        with pytest.raises(ValueError, match=f"Config.{field} must be"):
+            algo.Config(**{field: math.nan})
+        if field not in getattr(algo.Config, "_infinite_ok", ()):
+            with pytest.raises(ValueError, match=f"Config.{field} must be finite"):
+                algo.Config(**{field: -math.inf})
+
+
+def test_an_infinite_field_is_allowed_only_where_it_means_something():
+    import math
+
+    assert offpac.Config(clip_rho=math.inf).clip_rho == math.inf  # no truncation
+    with pytest.raises(ValueError, match="Config.clip_c must be finite"):
+        offpac.Config(clip_c=math.inf)

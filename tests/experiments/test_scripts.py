@@ -255,6 +255,8 @@ def test_sac_script_on_dm_control_pixels(tmp_path):
     [
         (["--env", "CartPole-v9"], "unknown env id 'CartPole-v9'"),
         (["--lr", "-1"], "Config.lr must be in"),
+        (["--lr", "nan"], "Config.lr must be finite, got nan (flag --lr)"),
+        (["--gamma", "inf"], "Config.gamma must be finite, got inf (flag --gamma)"),
         (["--objective", "trust"], "Config.objective must be one of"),
         (["--num-epochs", "many"], "invalid int value"),
         (["--no-such-flag", "1"], "unrecognized arguments"),
