@@ -10,6 +10,7 @@ message and exit status 2; any other error exits non-zero.
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -67,12 +68,20 @@ def build_parser(algo, default_env: str) -> argparse.ArgumentParser:
         prog=f"experiments/{name}.py",
         description=(algo.__doc__ or "").strip().splitlines()[0],
     )
-    parser.add_argument("--env", default=default_env, help="environment id")
-    parser.add_argument("--num-seeds", type=int, default=8, help="seeds, vmapped")
-    parser.add_argument("--out", default=None, help="run directory")
-    parser.add_argument("--seed", type=int, default=0, help="master PRNG seed")
+    # None = not given: --resume then takes the run's own value (see run.json).
+    parser.add_argument("--env", default=None, help=f"environment id (default: {default_env})")
+    parser.add_argument("--num-seeds", type=int, default=None, help="seeds, vmapped (default: 8)")
+    parser.add_argument("--out", default=None,
+                        help="run directory (default: a new runs/<env>__<algo>__<time>)")
+    parser.add_argument("--seed", type=int, default=None, help="master PRNG seed (default: 0)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the checkpoint in --out")
+                        help="continue the run in --out from its checkpoint, with its own "
+                             "settings (run.json)")
+    parser.add_argument("--allow-change", action="store_true",
+                        help="with --resume: accept changed float hyperparameters (recorded "
+                             "in results.json as changes_on_resume)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --out")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
     phases = parser.add_argument_group(
@@ -175,6 +184,8 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
     try:
         parser = build_parser(algo, default_env)
         args = parser.parse_args(argv)
+        name = algo.__name__.rsplit(".", 1)[-1]
+        args.changes_on_resume = _check_run_dir(args, algo, name, default_env)
         if args.num_seeds < 1:
             raise UsageError(f"--num-seeds must be >= 1, got {args.num_seeds}")
         import purerl
@@ -184,14 +195,10 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
             raise UsageError(
                 "--pixels, --action-repeat and --frame-stack are host-env options "
                 "(--env dmc:<domain>-<task>)")
-        out = _out_path(args, algo.__name__.rsplit(".", 1)[-1])
         start = args.snapshot
+        out = None
         for phase_name, phase in _phases(algo, args):
             phase_args = argparse.Namespace(**vars(args))
-            if phase_name and getattr(args, "phase", None) == "both":
-                phase_args.out = os.path.join(out, phase_name)
-            else:
-                phase_args.out = out
             try:
                 config, run = resolve_config(algo, args, presets)
                 config = dataclasses.replace(config, **phase.config)
@@ -210,6 +217,10 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
                     purerl.snapshot.check(start, algo, driver.spec)
             except (ValueError, TypeError) as e:
                 raise UsageError(_with_flag(str(e))) from None
+            if out is None:  # the command line holds up: now the directory is written
+                out = _create_run_dir(args, algo, name)
+            both = phase_name and getattr(args, "phase", None) == "both"
+            phase_args.out = os.path.join(out, phase_name) if both else out
             restore = args.restore if args.restore is not None else phase.restore
             status = run_experiment(driver, algo, config, run, phase_args,
                           start=None if args.resume else start, restore=restore,
@@ -246,7 +257,120 @@ def _phases(algo, args) -> list:
     return [(chosen, phases[chosen])]
 
 
-def _out_path(args, name: str) -> str:
-    return args.out or os.path.join(
-        "runs", f"{args.env.replace(':', '_')}__{name}__{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+RUN_FILE = "run.json"
+# The command-line settings a run directory remembers (with every Config and RunConfig
+# field given), so that ``--resume --out DIR`` alone continues the same run.
+REMEMBERED = ("env", "num_seeds", "seed", "phase", "snapshot", "restore", "freeze",
+              "pixels", "action_repeat", "frame_stack")
+DEFAULTS = {"num_seeds": 8, "seed": 0}
+
+
+def _settings(args, algo) -> dict:
+    fields = [f.name for cls in (RunConfig, algo.Config) for f in dataclasses.fields(cls)]
+    return {k: _plain(getattr(args, k)) for k in (*REMEMBERED, *fields) if hasattr(args, k)}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _unset(key: str, value) -> bool:
+    """Not given on the command line: None, or the off value of a flag without one
+    (``--pixels``, ``--freeze``)."""
+    return value is None or (key == "pixels" and value is False) or (
+        key == "freeze" and value == ())
+
+
+def _check_run_dir(args, algo, name: str, default_env: str) -> list:
+    """Settle the run's settings before anything is written; return the changes a
+    resume makes (a list of dicts).
+
+    ``--resume`` reads ``<out>/run.json``: the algorithm must match, settings not given
+    take the run's values, and a given value that differs is refused unless it is a
+    float hyperparameter and ``--allow-change`` is set; accepted changes are recorded.
+    A new run's ``--out`` must not hold a run, unless ``--overwrite``."""
+    from purerl import checkpoint
+
+    changes = []
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out DIR (the run to continue)")
+        path = os.path.join(args.out, RUN_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                stored = json.load(f)
+            if stored["algo"] != name:
+                raise UsageError(f"--resume: {args.out} holds a {stored['algo']} run "
+                                 f"(resume it with experiments/{stored['algo']}.py)")
+            changes = list(stored.get("changes_on_resume", []))
+            floats = {f.name for f in dataclasses.fields(algo.Config)
+                      if f.type in (float, "float")}
+            ckpt = checkpoint.latest(os.path.join(args.out, "checkpoint"))
+            # What the run used (presets and defaults resolved), where it says so.
+            used = {}
+            if os.path.exists(os.path.join(args.out, "results.json")):
+                with open(os.path.join(args.out, "results.json")) as f:
+                    used = json.load(f).get("config", {})
+            for key, old in stored["settings"].items():
+                new = getattr(args, key, None)
+                if _unset(key, new):
+                    setattr(args, key, tuple(old) if isinstance(old, list) else old)
+                    continue
+                if _plain(new) == old:
+                    continue
+                flag = "--" + key.replace("_", "-")
+                if key not in floats:
+                    raise UsageError(f"--resume: this run has {flag} {old}, got {_plain(new)}; "
+                                     f"only float hyperparameters can change on resume")
+                if not args.allow_change:
+                    raise UsageError(f"--resume: this run has {flag} {old}, got {new}: add "
+                                     f"--allow-change to continue with the new value")
+                changes.append({"field": key, "from": used.get(key, old), "to": new,
+                                "at_block": ckpt["step"] if ckpt else None})
+    elif args.out and os.path.isdir(args.out) and _holds_run(args.out) and not args.overwrite:
+        raise UsageError(f"--out {args.out} holds a run: --resume to continue it, "
+                         f"--overwrite to replace it")
+    args.env = args.env or default_env
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return changes
+
+
+def _create_run_dir(args, algo, name: str) -> str:
+    """The run directory (``--out``, or a new unique default one), with ``run.json``."""
+    from purerl import logging as plog
+
+    if args.resume and not os.path.isdir(args.out):
+        raise UsageError(f"--resume: no checkpoint in {args.out} (no such directory)")
+    try:
+        if not args.out:
+            args.out = _new_run_dir(args.env, name)
+        os.makedirs(args.out, exist_ok=True)
+        plog.write_json_atomic(os.path.join(args.out, RUN_FILE),
+                               {"algo": name, "settings": _settings(args, algo),
+                                "changes_on_resume": args.changes_on_resume})
+    except OSError as e:
+        raise UsageError(f"--out {args.out}: {e.strerror or e}") from None
+    return args.out
+
+
+def _holds_run(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, f))
+               for f in (RUN_FILE, "results.json", "metrics.jsonl", "checkpoint"))
+
+
+def _new_run_dir(env: str, name: str) -> str:
+    """``runs/<env>__<algo>__<time>``, with ``-2``, ``-3``... if another run (even one
+    started in the same second) has it: ``os.makedirs`` without ``exist_ok`` claims it."""
+    base = os.path.join("runs", f"{env.replace(':', '_')}__{name}__"
+                                f"{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs("runs", exist_ok=True)
+    for i in range(1, 10_000):
+        path = base if i == 1 else f"{base}-{i}"
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            continue
+    raise UsageError(f"no free run directory under {base}")

@@ -234,6 +234,7 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
         "algo": name,
         "env": args.env,
         "num_seeds": args.num_seeds,
+        "seed": args.seed,
         "total_steps": total_steps,
         "eval_steps": eval_steps,
         "eval_returns": eval_returns,
@@ -246,6 +247,7 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
         "run": dataclasses.asdict(run),
         "versions": plog.versions(),
         "resumed": bool(args.resume),
+        "changes_on_resume": getattr(args, "changes_on_resume", []),
         **(extra or {}),
     }
     plog.write_json_atomic(os.path.join(out, "results.json"), results)

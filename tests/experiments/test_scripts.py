@@ -51,6 +51,57 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
     assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
 
 
+def test_resume_reads_the_runs_own_settings_and_guards_its_directory(tmp_path):
+    out = tmp_path / "run"
+    flags = ["--num-seeds", "2", "--total-steps", "512", "--num-envs", "2", "--num-steps",
+             "64", "--num-evals", "2", "--num-eval-envs", "2", "--no-progress"]
+    proc = run("experiments/ppo.py", *flags, "--seed", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((out / "results.json").read_text())
+    assert first["seed"] == 3 and first["changes_on_resume"] == []
+    # --resume --out DIR alone: the run's own seeds, budget, loop and seed.
+    proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((out / "results.json").read_text())
+    assert again["num_seeds"] == 2 and again["total_steps"] == 512 and again["seed"] == 3
+    assert again["eval_returns"] == first["eval_returns"] and again["resumed"]
+    # A changed hyperparameter is refused, unless asked for, and then recorded.
+    proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--lr", "1e-3")
+    assert proc.returncode == 2 and "add --allow-change" in proc.stderr
+    proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--lr", "1e-3",
+               "--allow-change", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    changed = json.loads((out / "results.json").read_text())
+    assert changed["config"]["lr"] == 1e-3
+    assert changed["changes_on_resume"] == [{"field": "lr", "from": 2.5e-4, "to": 1e-3,
+                                             "at_block": 2}]
+    # Shapes and budgets never change on resume.
+    proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--num-envs", "4",
+               "--allow-change")
+    assert proc.returncode == 2 and "only float hyperparameters" in proc.stderr
+    # Another algorithm's run, an occupied --out, --overwrite.
+    proc = run("experiments/a2c.py", "--resume", "--out", str(out))
+    assert proc.returncode == 2 and "holds a ppo run" in proc.stderr
+    proc = run("experiments/ppo.py", *flags, "--out", str(out))
+    assert proc.returncode == 2 and "--overwrite to replace it" in proc.stderr
+    proc = run("experiments/ppo.py", *flags, "--out", str(out), "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run("experiments/ppo.py", *flags, "--out", str(blocker / "run"))
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: --out {blocker / 'run'}")
+
+
+def test_default_run_directories_are_unique(tmp_path, monkeypatch):
+    from purerl import experiment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(experiment.time, "strftime", lambda fmt: "20261202-120000")
+    dirs = [experiment._new_run_dir("dmc:cartpole-swingup", "sac") for _ in range(3)]
+    assert len(set(dirs)) == 3 and all(os.path.isdir(d) for d in dirs)
+    assert dirs[1] == dirs[0] + "-2"
+
+
 @pytest.mark.parametrize(
     "script,args",
     [
