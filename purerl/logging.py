@@ -54,8 +54,9 @@ def versions() -> dict:
     return out
 
 
-def plot_curve(path: str, steps, returns, title: str) -> None:
-    """Mean ± one std (shaded) and min/max (dotted) of eval returns across seeds.
+def plot_curve(path: str, steps, returns, title: str, xlabel: str = "env steps (per seed)") -> None:
+    """Mean ± one std (shaded, clipped to min/max) and min/max (dotted) of eval returns
+    across seeds.
 
     Args:
       steps: ``[P]`` env steps of each evaluation.
@@ -71,10 +72,14 @@ def plot_curve(path: str, steps, returns, title: str) -> None:
     mean, std = returns.mean(1), returns.std(1)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
     ax.plot(steps, mean, label=f"mean of {returns.shape[1]} seeds")
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.3, label="± 1 std")
+    # Clipped to the seeds' range: a band past the best seed (or the best possible
+    # return) would show returns no seed had.
+    lo, hi = returns.min(1), returns.max(1)
+    ax.fill_between(steps, np.clip(mean - std, lo, hi), np.clip(mean + std, lo, hi),
+                    alpha=0.3, label="± 1 std (within min / max)")
     ax.plot(steps, returns.min(1), ":", color="gray", lw=1, label="min / max")
     ax.plot(steps, returns.max(1), ":", color="gray", lw=1)
-    ax.set_xlabel("env steps (per seed)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -84,10 +89,10 @@ def plot_curve(path: str, steps, returns, title: str) -> None:
     plt.close(fig)
 
 
-def summary_table(steps, returns) -> str:
+def summary_table(steps, returns, unit: str = "env steps") -> str:
     """A small text table of the evaluation returns across seeds."""
     returns = np.asarray(returns, dtype=float)
-    lines = [f"{'env steps':>12} {'mean':>9} {'std':>8} {'min':>9} {'max':>9}"]
+    lines = [f"{unit:>12} {'mean':>9} {'std':>8} {'min':>9} {'max':>9}"]
     for s, r in zip(np.asarray(steps), returns):
         lines.append(
             f"{int(s):>12d} {r.mean():>9.1f} {r.std():>8.1f} {r.min():>9.1f} {r.max():>9.1f}"

@@ -161,9 +161,12 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
             raise UsageError(str(e)) from None
     runner, history = _resume_or_start(args, ckpt_dir, metrics_path, runner)
     start_block = len(history)
+    repeat = _action_repeat(driver)
+    budget = (f"{sched.total_steps} env steps" if repeat == 1 else
+              f"{sched.total_steps} agent steps ({sched.total_steps * repeat} env frames, "
+              f"action repeat {repeat})")
     print(f"{name} on {args.env}{' ' + str(driver.extra['env_options']) if driver.extra else ''}"
-          f": {args.num_seeds} seeds x {sched.total_steps} env steps, {sched.num_evals} "
-          f"evaluations -> {out}")
+          f": {args.num_seeds} seeds x {budget}, {sched.num_evals} evaluations -> {out}")
     runner = driver.prepare(runner, args.resume, start_block)
     if driver.compile_seconds():
         print(f"compiled in {driver.compile_seconds():.1f}s")
@@ -201,10 +204,15 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
                    eval_returns, wall, compile_seconds,
                    ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
                    extra={**driver.extra, "phase": phase, "snapshot_from": start,
-                          **env_metrics(history)})
+                          **env_metrics(history)}, repeat=repeat)
     snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
     driver.close()
     return 0
+
+
+def _action_repeat(driver) -> int:
+    """Env frames per agent step (dm_control's action repeat; 1 elsewhere)."""
+    return int((driver.extra.get("env_options") or {}).get("action_repeat") or 1)
 
 
 def env_metrics(history) -> dict:
@@ -223,8 +231,10 @@ def env_metrics(history) -> dict:
 
 
 def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_returns,
-                   wall, compile_seconds, steps_per_second, extra=None) -> None:
-    """``results.json`` + ``curve.png`` (the results format in the README) and the closing summary."""
+                   wall, compile_seconds, steps_per_second, extra=None, repeat=1) -> None:
+    """``results.json`` + ``curve.png`` (the results format in the README) and the
+    closing summary. With an action repeat, steps are agent steps and every count
+    also appears in env frames (``*_frames``), the unit of the dm_control papers."""
     import numpy as np
 
     from purerl import logging as plog
@@ -248,16 +258,25 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
         "versions": plog.versions(),
         "resumed": bool(args.resume),
         "changes_on_resume": getattr(args, "changes_on_resume", []),
+        "action_repeat": repeat,
+        "step_unit": "env steps" if repeat == 1 else "agent steps",
+        "total_frames": total_steps * repeat,
+        "eval_frames": [s * repeat for s in eval_steps],
+        "env_frames_per_second": steps_per_second * repeat if steps_per_second else None,
         **(extra or {}),
     }
     plog.write_json_atomic(os.path.join(out, "results.json"), results)
+    unit = results["step_unit"]
     plog.plot_curve(os.path.join(out, "curve.png"), eval_steps, eval_returns,
-                    f"{name} on {args.env}")
-    print(plog.summary_table(eval_steps, eval_returns))
+                    f"{name} on {args.env}", xlabel=f"{unit} (per seed)" + (
+                        "" if repeat == 1 else f"; x {repeat} = env frames"))
+    print(plog.summary_table(eval_steps, eval_returns, unit))
+    rate = f"{_rate(steps_per_second)} env-steps/s" if repeat == 1 else (
+        f"{_rate(steps_per_second)} agent-steps/s "
+        f"({_rate(results['env_frames_per_second'])} env frames/s)")
     print(f"final eval return: mean {np.mean(final):.1f}, min {np.min(final):.1f}, "
-          f"max {np.max(final):.1f} over {args.num_seeds} seeds | "
-          f"{_rate(steps_per_second)} env-steps/s | wall {wall:.1f}s "
-          f"+ compile {compile_seconds:.1f}s")
+          f"max {np.max(final):.1f} over {args.num_seeds} seeds | {rate} | wall "
+          f"{wall:.1f}s + compile {compile_seconds:.1f}s")
 
 
 def _run_dir(out: str) -> str:

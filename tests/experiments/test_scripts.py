@@ -36,6 +36,7 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
     # The loop settings are the run's (RunConfig), the hyperparameters the config's.
     assert results["run"]["num_envs"] == 4 and results["run"]["num_steps"] == 64
     assert results["run"]["total_steps"] == 1024 and results["run"]["num_evals"] == 2
+    assert results["step_unit"] == "env steps" and results["total_frames"] == 1024
     assert "num_envs" not in results["config"] and results["config"]["num_epochs"] == 4
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["block"] for r in rows] == [1, 2]
@@ -90,6 +91,29 @@ def test_resume_reads_the_runs_own_settings_and_guards_its_directory(tmp_path):
     blocker.write_text("")
     proc = run("experiments/ppo.py", *flags, "--out", str(blocker / "run"))
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: --out {blocker / 'run'}")
+
+
+def test_help_lists_envs_presets_and_where_runs_go():
+    proc = run("experiments/smm.py", "--help")
+    assert proc.returncode == 0
+    assert "Maze-Bottleneck-v0" in proc.stdout and "dmc:<domain>-<task>" in proc.stdout
+    assert "dmc:cartpole-swingup: total_steps=20000, action_repeat=8" in proc.stdout
+    assert "runs/<env>__<algo>__<time>/" in proc.stdout
+
+
+def test_scripts_use_a_persistent_compile_cache_by_default(tmp_path, monkeypatch):
+    import jax
+
+    from purerl import experiment
+
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    try:
+        experiment.use_compile_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "purerl" / "jax")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
 
 
 def test_default_run_directories_are_unique(tmp_path, monkeypatch):
@@ -269,6 +293,10 @@ def test_sac_script_on_dm_control_states_resumes(tmp_path):
     # The preset's action repeat 8: episodes of 125 steps.
     assert results["env_options"] == {"pixels": False, "action_repeat": 8, "frame_stack": 1}
     assert results["eval_steps"] == [8, 16] and len(results["final_returns"]) == 2
+    # Agent steps, named so, and the same counts in env frames.
+    assert results["step_unit"] == "agent steps" and results["action_repeat"] == 8
+    assert results["eval_frames"] == [64, 128] and results["total_frames"] == 128
+    assert "16 agent steps (128 env frames, action repeat 8)" in proc.stdout
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["block"] for r in rows] == [1, 2] and "loss/critic" in rows[-1]
     assert (out / "checkpoint" / "LATEST").exists() and (out / "curve.png").exists()
