@@ -180,6 +180,19 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
         row = {"block": index + 1, **{k: np.asarray(v) for k, v in metrics.items()}}
         plog.write_jsonl(metrics_path, [row])
         history.append(plog.to_python(row))
+        bad = first_non_finite(row, runner.agent)
+        if bad is not None:
+            what, seed = bad
+            last = checkpoint.latest(ckpt_dir)
+            print(file=sys.stderr)
+            print(f"stopped: {what} is not finite in seed {seed} at env step "
+                  f"{_first(row['env_steps'])} (block {index + 1}); "
+                  + (f"the last good checkpoint is block {last['step']}: --resume --out "
+                     f"{out} continues from it (--allow-change to change a float "
+                     f"hyperparameter)" if last else "no checkpoint was written yet"),
+                  file=sys.stderr)
+            driver.close()
+            return 3
         if args.progress:
             last = np.asarray(history[-1]["eval/return"], dtype=float)
             print(f"\r[{index + 1:>3}/{sched.num_evals}] step "
@@ -208,6 +221,33 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
     snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
     driver.close()
     return 0
+
+
+def first_non_finite(row: dict, agent_state):
+    """``(name, seed)`` of the first block metric or parameter leaf that is NaN or
+    infinite for some seed, or None. Env-reported metrics (``env/...``, NaN until
+    measured) and evaluation metrics are not checked. One reduction per leaf per
+    block, outside the compiled loop: nothing is added to the training step."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    for name, value in row.items():
+        if name == "block" or name.startswith(("env/", "eval/")):
+            continue
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating):
+            bad = ~np.isfinite(value.reshape(value.shape[0], -1)).all(1)
+            if bad.any():
+                return name, int(np.argmax(bad))
+    params = getattr(agent_state, "params", agent_state)
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    for path, leaf in leaves:
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.ndim:
+            ok = np.asarray(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)).all(1))
+            if not ok.all():
+                return f"parameter {jax.tree_util.keystr(path)}", int(np.argmin(ok))
+    return None
 
 
 def _action_repeat(driver) -> int:

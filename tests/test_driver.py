@@ -191,3 +191,21 @@ def test_carry_and_first_follow_episodes_on_the_host():
     loop.reset(seed=5)
     runner, history = loop.run(runner, 2)
     assert np.all(history["count_error"] == 0.0)
+
+
+def test_non_finite_guard_names_the_metric_or_parameter_and_the_seed():
+    from purerl.run_loop import first_non_finite
+
+    params = {"actor": {"w": jnp.ones((3, 2, 2))}, "step": jnp.zeros(3, jnp.int32)}
+    state = types.SimpleNamespace(params=params)
+    row = {"block": 2, "env_steps": np.array([5, 5, 5]),
+           "loss/critic": np.array([0.1, 0.2, 0.3]),
+           "env/state_entropy": np.array([np.nan, np.nan, np.nan]),  # not measured yet
+           "eval/return": np.array([1.0, 2.0, 3.0])}
+    assert first_non_finite(row, state) is None
+    assert first_non_finite({**row, "loss/critic": np.array([0.1, np.inf, 0.3])},
+                            state) == ("loss/critic", 1)
+    bad = {"actor": {"w": params["actor"]["w"].at[2, 0, 1].set(jnp.nan)},
+           "step": params["step"]}
+    assert first_non_finite(row, types.SimpleNamespace(params=bad)) == (
+        "parameter ['actor']['w']", 2)

@@ -93,6 +93,30 @@ def test_resume_reads_the_runs_own_settings_and_guards_its_directory(tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: --out {blocker / 'run'}")
 
 
+def test_a_diverging_run_stops_keeps_its_last_checkpoint_and_resumes(tmp_path):
+    # SAC with lr 10 diverges at its first updates; learning starts in block 6 of 6,
+    # after the checkpoint of block 5.
+    out = tmp_path / "run"
+    flags = ["--num-seeds", "2", "--total-steps", "600", "--num-evals", "6",
+             "--num-eval-envs", "1", "--batch-size", "16", "--hidden-sizes", "16",
+             "--learning-starts", "550", "--no-progress"]
+    proc = run("experiments/sac.py", *flags, "--lr", "10", "--out", str(out))
+    assert proc.returncode == 3, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("stopped: loss/") and "is not finite in seed" in line
+    assert "at env step 600 (block 6)" in line and "last good checkpoint is block 5" in line
+    assert json.loads((out / "checkpoint" / "LATEST").read_text())["step"] == 5
+    assert not (out / "results.json").exists()
+    proc = run("experiments/sac.py", "--resume", "--out", str(out), "--lr", "3e-4",
+               "--allow-change", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["eval_steps"] == [100, 200, 300, 400, 500, 600]
+    assert results["changes_on_resume"] == [{"field": "lr", "from": 10.0, "to": 3e-4,
+                                             "at_block": 5}]
+    assert np.isfinite(results["final_returns"]).all()
+
+
 def test_help_lists_envs_presets_and_where_runs_go():
     proc = run("experiments/smm.py", "--help")
     assert proc.returncode == 0
