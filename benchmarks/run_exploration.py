@@ -43,13 +43,13 @@ ROOT = os.path.dirname(HERE)
 
 
 def bootstrap(values, resamples=10_000, seed=0):
-    """Mean and 95% percentile-bootstrap interval of the mean over seeds."""
-    values = np.asarray([v for v in values if v is not None], dtype=float)
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, (resamples, len(values))).mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(values.mean()), "ci95": [float(lo), float(hi)],
-            "seeds": values.tolist()}
+    """Mean and 95% percentile-bootstrap interval of the mean over seeds
+    (``purerl.stats.bootstrap_ci``); seeds that did not report are left out."""
+    from purerl import stats
+
+    values = [float(v) for v in values if v is not None]
+    ci = stats.bootstrap_ci(values, stats.mean, resamples=resamples, seed=seed)
+    return {"mean": ci["value"], "ci95": ci["ci95"], "seeds": values}
 
 
 def mean_or_none(values):
