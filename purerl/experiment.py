@@ -10,6 +10,7 @@ message and exit status 2; any other error exits non-zero.
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -83,6 +84,11 @@ def build_parser(algo, default_env: str, epilog: str | None = None) -> argparse.
                              "in results.json as changes_on_resume)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in --out")
+    parser.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2,..",
+                        help="sweep a float hyperparameter (repeat the flag for a grid): "
+                             "all points x seeds in one program, one results.json per "
+                             "point in <out>/<field>=<value>/ and a summary (sweep.md, "
+                             "sweep.png); no checkpoints, pure-JAX envs only")
     parser.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
                         help="do not use jax's persistent compilation cache (default: "
                              "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/purerl/jax)")
@@ -175,6 +181,140 @@ def resolve_config(algo, args, presets: dict):
     return algo.Config(**values), dataclasses.replace(algo.RUN, **run_values)
 
 
+def _parse_sweep(algo, items) -> dict:
+    """``["lr=1e-4,3e-4", ...]`` -> ``{"lr": [1e-4, 3e-4], ...}``, checked."""
+    from purerl import sweep
+
+    values = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        try:
+            numbers = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            numbers = []
+        if not eq or not numbers or not all(map(_finite, numbers)):
+            raise UsageError(f"--sweep {item}: expected FIELD=V1,V2,... with finite numbers")
+        if name in values:
+            raise UsageError(f"--sweep {name} is given twice")
+        values[name.replace("-", "_")] = numbers
+    try:
+        sweep.check_fields(algo, values)
+    except ValueError as e:
+        raise UsageError(f"--sweep: {e}") from None
+    return values
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def run_sweep(algo, args, presets: dict, host: bool) -> int:
+    """``--sweep``: every point x seed in one compiled program (``purerl.sweep.run``);
+    a results.json per point and a summary with 95% bootstrap intervals."""
+    import jax
+    import numpy as np
+
+    import purerl
+    from purerl import logging as plog
+    from purerl import stats, sweep
+    from purerl.run_loop import _write_results
+
+    if host or args.resume or getattr(args, "phase", None) or args.snapshot:
+        raise UsageError("--sweep runs pure-JAX envs from scratch: not with a host env, "
+                         "--resume, --phase or --snapshot")
+    values = _parse_sweep(algo, args.sweep)
+    name = algo.__name__.rsplit(".", 1)[-1]
+    try:
+        config, run = resolve_config(algo, args, presets)
+        env = purerl.envs.make(args.env)
+        for combo in itertools.product(*values.values()):  # each passes the checks
+            dataclasses.replace(config, **dict(zip(values, combo)))
+    except (ValueError, TypeError) as e:
+        raise UsageError(_with_flag(str(e))) from None
+    out = _create_run_dir(args, algo, name)
+    points = sweep.grid(**values)
+    num_points = len(next(iter(points.values())))
+    print(f"{name} on {args.env}: sweep of {num_points} points "
+          f"({', '.join(f'{k} in {v}' for k, v in values.items())}) x {args.num_seeds} "
+          f"seeds, one program -> {out}")
+    fn, fn_args, unflatten = sweep.program(algo, env, config, run, points, args.num_seeds,
+                                           args.seed)
+    t0 = time.perf_counter()
+    compiled = fn.lower(*fn_args).compile()
+    compile_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, metrics = unflatten(jax.block_until_ready(compiled(*fn_args)))
+    wall = time.perf_counter() - t0
+    metrics = jax.tree.map(np.asarray, metrics)
+    rows = []
+    for p in range(num_points):
+        # The values as given (the program holds them in float32, as any Config float).
+        point = dict(zip(values, list(itertools.product(*values.values()))[p]))
+        label = ",".join(f"{k}={v:g}" for k, v in point.items())
+        point_args = argparse.Namespace(**{**vars(args), "out": os.path.join(out, label)})
+        os.makedirs(point_args.out, exist_ok=True)
+        steps = [int(s) for s in metrics["env_steps"][p, 0]]
+        returns = [list(map(float, r)) for r in metrics["eval/return"][p].T]
+        ran = steps[-1] * args.num_seeds * num_points
+        _write_results(point_args.out, name, point_args, dataclasses.replace(config, **point),
+                       run, steps[-1], steps, returns, wall, compile_seconds, ran / wall,
+                       extra={"sweep": point, "sweep_points": num_points}, echo=False)
+        ci = stats.bootstrap_ci(returns[-1])
+        rows.append({**point, "final_return": ci["value"], "ci95": ci["ci95"],
+                     "out": label})
+    plog.write_json_atomic(os.path.join(out, "sweep.json"),
+                           {"algo": name, "env": args.env, "num_seeds": args.num_seeds,
+                            "values": values, "points": rows, "wall_seconds": wall,
+                            "compile_seconds": compile_seconds})
+    table = ["| " + " | ".join(values) + " | final eval return [95% bootstrap] |",
+             "|" + "---|" * (len(values) + 1)]
+    for r in rows:
+        table.append("| " + " | ".join(f"{r[k]:g}" for k in values) +
+                     f" | {r['final_return']:.1f} [{r['ci95'][0]:.1f}, {r['ci95'][1]:.1f}] |")
+    with open(os.path.join(out, "sweep.md"), "w") as f:
+        f.write(f"{name} on {args.env}, {args.num_seeds} seeds per point, one program "
+                f"({wall:.1f} s + {compile_seconds:.1f} s compile; wall and env-steps/s "
+                f"in each point's results.json are the whole program's).\n\n"
+                + "\n".join(table) + "\n")
+    _plot_sweep(os.path.join(out, "sweep.png"), values, rows, f"{name} on {args.env}")
+    print("\n".join(table))
+    return 0
+
+
+def _plot_sweep(path, values, rows, title) -> None:
+    """Final return (mean, 95% interval) against each swept value, the others fixed at
+    each of their values (one line per combination of the rest)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(values)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        others = [n for n in names if n != name]
+        groups = {}
+        for r in rows:
+            groups.setdefault(tuple(r[n] for n in others), []).append(r)
+        for key, group in groups.items():
+            group.sort(key=lambda r: r[name])
+            x = [r[name] for r in group]
+            y = [r["final_return"] for r in group]
+            lo = [r["final_return"] - r["ci95"][0] for r in group]
+            hi = [r["ci95"][1] - r["final_return"] for r in group]
+            label = ", ".join(f"{n}={v:g}" for n, v in zip(others, key)) or None
+            ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=label)
+        if len(values[name]) > 1 and min(values[name]) > 0:
+            ax.set_xscale("log")
+        ax.set(xlabel=name, ylabel="final eval return", title=title)
+        ax.grid(alpha=0.3)
+        if others:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def use_compile_cache() -> None:
     """jax's persistent compilation cache: ``$JAX_COMPILATION_CACHE_DIR`` if set (jax
     reads it itself), else ``$XDG_CACHE_HOME/purerl/jax`` (``~/.cache/purerl/jax``);
@@ -231,6 +371,8 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
                 "--pixels, --action-repeat and --frame-stack are host-env options "
                 "(--env dmc:<domain>-<task>)")
         start = args.snapshot
+        if args.sweep:
+            return run_sweep(algo, args, presets, host)
         out = None
         for phase_name, phase in _phases(algo, args):
             phase_args = argparse.Namespace(**vars(args))

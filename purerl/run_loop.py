@@ -271,7 +271,8 @@ def env_metrics(history) -> dict:
 
 
 def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_returns,
-                   wall, compile_seconds, steps_per_second, extra=None, repeat=1) -> None:
+                   wall, compile_seconds, steps_per_second, extra=None, repeat=1,
+                   echo=True) -> None:
     """``results.json`` + ``curve.png`` (the results format in the README) and the
     closing summary. With an action repeat, steps are agent steps and every count
     also appears in env frames (``*_frames``), the unit of the dm_control papers."""
@@ -310,6 +311,8 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
     plog.plot_curve(os.path.join(out, "curve.png"), eval_steps, eval_returns,
                     f"{name} on {args.env}", xlabel=f"{unit} (per seed)" + (
                         "" if repeat == 1 else f"; x {repeat} = env frames"))
+    if not echo:
+        return
     print(plog.summary_table(eval_steps, eval_returns, unit))
     rate = f"{_rate(steps_per_second)} env-steps/s" if repeat == 1 else (
         f"{_rate(steps_per_second)} agent-steps/s "

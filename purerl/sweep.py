@@ -71,15 +71,26 @@ def train_fn(algo, env, config, run, names):
     return train
 
 
-def run(algo, env, config, run_config, points: dict, seeds: int, seed: int = 0):
-    """All points × ``seeds`` seeds in one ``jit``: leaves ``[points, seeds, ...]``.
-    Every point gets the same seed keys (``split(key(seed), seeds)``), so points differ
-    by their values alone."""
+def program(algo, env, config, run_config, points: dict, seeds: int, seed: int = 0):
+    """``(fn, args, unflatten)``: the jitted program of ``run`` and its arguments, for
+    compiling ahead of time (``fn.lower(*args).compile()``); ``unflatten`` turns its
+    output's leading points x seeds axis into ``[points, seeds]``."""
     train = train_fn(algo, env, config, run_config, points)
     num_points = len(next(iter(points.values())))
     keys = jax.random.split(jax.random.key(seed), seeds)
     # One flat batch of points x seeds, reshaped to [points, seeds] after.
     flat_values = {k: jnp.repeat(jnp.asarray(v, jnp.float32), seeds) for k, v in points.items()}
     flat_keys = jnp.tile(keys, (num_points,))
-    out = jax.jit(jax.vmap(train))(flat_values, flat_keys)
-    return jax.tree.map(lambda x: x.reshape(num_points, seeds, *x.shape[1:]), out)
+
+    def unflatten(out):
+        return jax.tree.map(lambda x: x.reshape(num_points, seeds, *x.shape[1:]), out)
+
+    return jax.jit(jax.vmap(train)), (flat_values, flat_keys), unflatten
+
+
+def run(algo, env, config, run_config, points: dict, seeds: int, seed: int = 0):
+    """All points x ``seeds`` seeds in one ``jit``: leaves ``[points, seeds, ...]``.
+    Every point gets the same seed keys (``split(key(seed), seeds)``), so points differ
+    by their values alone."""
+    fn, args, unflatten = program(algo, env, config, run_config, points, seeds, seed)
+    return unflatten(fn(*args))

@@ -117,6 +117,28 @@ def test_a_diverging_run_stops_keeps_its_last_checkpoint_and_resumes(tmp_path):
     assert np.isfinite(results["final_returns"]).all()
 
 
+def test_sweep_writes_a_result_per_point_and_a_summary(tmp_path):
+    out = tmp_path / "sweep"
+    proc = run("experiments/ppo.py", "--sweep", "lr=1e-4,1e-2", "--sweep", "ent_coef=0,0.01",
+               *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [(p["lr"], p["ent_coef"]) for p in summary["points"]] == [
+        (1e-4, 0.0), (1e-4, 0.01), (1e-2, 0.0), (1e-2, 0.01)]
+    for point in summary["points"]:
+        results = json.loads((out / point["out"] / "results.json").read_text())
+        assert results["config"]["lr"] == point["lr"] and len(results["final_returns"]) == 2
+        assert point["final_return"] == pytest.approx(np.mean(results["final_returns"]))
+        assert point["ci95"][0] <= point["final_return"] <= point["ci95"][1]
+    assert (out / "sweep.png").stat().st_size > 0 and "| lr | ent_coef |" in (
+        out / "sweep.md").read_text()
+    for args, message in ((["--sweep", "num_epochs=1,2"], "Config.num_epochs is int"),
+                          (["--sweep", "lr=fast"], "expected FIELD=V1,V2"),
+                          (["--sweep", "lr=1e-3", "--resume"], "--resume needs --out")):
+        proc = run("experiments/ppo.py", *args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
 def test_help_lists_envs_presets_and_where_runs_go():
     proc = run("experiments/smm.py", "--help")
     assert proc.returncode == 0
