@@ -1,0 +1,21 @@
+"""The README's results tables are the ones benchmarks/report.py generates from the
+committed results (CI fails when a result changes and the README does not)."""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import report  # noqa: E402
+
+
+def test_readme_results_block_is_generated():
+    with open(report.README) as f:
+        assert report.readme_block(f.read()) == report.block(), (
+            "run python benchmarks/report.py --write")
+
+
+def test_every_committed_learning_run_has_its_command():
+    for name, results in report.learning_runs():
+        assert results.get("command", "").startswith("python experiments/"), name
