@@ -78,11 +78,18 @@ def exploration_tables() -> str:
                 f"{report['pretrain_steps']:,} pre-training"
                 + (f" / {report['finetune_steps']:,} fine-tuning" if report.get("finetune_steps")
                    else "") + f" steps; [table](benchmarks/results/{name}.md)):", "",
-                "| arm | coverage | state entropy (nats) | final eval return |",
-                "|---|---|---|---|"]
+                "| arm | coverage | state entropy (nats) | KL to uniform | KL to corridor "
+                "| final eval return |", "|---|---|---|---|---|---|"]
         for arm, a in report["arms"].items():
-            cells = [_stat(a.get(k)) for k in ("coverage", "state_entropy", "final_return")]
+            cells = [_stat(a.get(k)) for k in ("coverage", "state_entropy", "kl_uniform",
+                                               "kl_corridor", "final_return")]
             out.append(f"| {arm} | " + " | ".join(cells) + " |")
+        ha = report.get("historical_averaging")
+        if ha:
+            out += ["", "SMM historical averaging, test-episode coverage: "
+                    + "; ".join(f"{kind} actions: mixture {_stat(ha[f'mixture_{kind}'])}, "
+                                f"last policy {_stat(ha[f'last_{kind}'])}"
+                                for kind in ("sampled", "mode"))]
         out.append("")
     return "\n".join(out)
 
