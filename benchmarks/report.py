@@ -117,6 +117,30 @@ def plots() -> None:
         plog.plot_curve(os.path.join(LEARNING, f"{name}.png"), r["eval_steps"],
                         r["eval_returns"], f"{r['algo']} on {r['env']}",
                         xlabel=f"{r.get('step_unit', 'env steps')} (per seed)")
+        if r.get("kl_corridor"):
+            plot_metric(os.path.join(LEARNING, f"{name}_kl_corridor.png"), r, "kl_corridor",
+                        "KL(ρ ‖ p*corridor) on the grid (nats)")
+
+
+def plot_metric(path, r, key, ylabel) -> None:
+    """An env metric ``[evaluations][seeds]`` of a run: each seed thin, the mean thick."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.asarray(r["eval_steps"])
+    values = np.array([[np.nan if v is None else v for v in row] for row in r[key]], float)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
+    ax.plot(steps, values, color="gray", lw=0.7, alpha=0.6)
+    ax.plot(steps, np.nanmean(values, 1), lw=2, label=f"mean of {values.shape[1]} seeds")
+    ax.set(xlabel="env steps (per seed)", ylabel=ylabel, title=f"{r['algo']} on {r['env']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
