@@ -35,9 +35,8 @@ def config(cls):
 
     cls.__post_init__ = __post_init__
     cls = dataclasses.dataclass(frozen=True)(cls)
-    fields = dataclasses.fields(cls)
-    data = [f.name for f in fields if f.type in (float, "float")]
-    meta = [f.name for f in fields if f.name not in data]
+    data = float_fields(cls)
+    meta = [f.name for f in dataclasses.fields(cls) if f.name not in data]
     return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
 
 
@@ -45,17 +44,23 @@ def is_concrete(value: Any) -> bool:
     return isinstance(value, numbers.Number)
 
 
+def float_fields(cls) -> list[str]:
+    """The fields annotated ``float`` of a config class (or instance): its pytree leaves,
+    the ones a sweep can vary and a resume can change."""
+    return [f.name for f in dataclasses.fields(cls) if f.type in (float, "float")]
+
+
 def check_finite(obj) -> None:
     """Raise ``ValueError`` naming the first concrete float field that is NaN, or
     infinite without being in ``obj._infinite_ok``."""
     allowed = getattr(obj, "_infinite_ok", ())
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if f.type not in (float, "float") or not is_concrete(value):
+    for name in float_fields(obj):
+        value = getattr(obj, name)
+        if not is_concrete(value):
             continue
-        if math.isnan(value) or (math.isinf(value) and f.name not in allowed):
-            what = "a number, not NaN" if f.name in allowed else "finite"
-            raise ValueError(f"{type(obj).__name__}.{f.name} must be {what}, got {value}")
+        if math.isnan(value) or (math.isinf(value) and name not in allowed):
+            what = "a number, not NaN" if name in allowed else "finite"
+            raise ValueError(f"{type(obj).__name__}.{name} must be {what}, got {value}")
 
 
 def check_range(obj, name: str, low=None, high=None, *, low_open=False, high_open=False):

@@ -12,11 +12,12 @@ import argparse
 import dataclasses
 import itertools
 import json
+import math
 import os
 import sys
 import time
 
-from purerl.config import RunConfig, field_docs
+from purerl.config import RunConfig, field_docs, float_fields
 from purerl.run_loop import UsageError, host_driver, jit_driver, run_experiment
 
 HOST_PREFIXES = ("gymnasium:", "dmc:")
@@ -188,24 +189,21 @@ def _parse_sweep(algo, items) -> dict:
     values = {}
     for item in items:
         name, eq, text = item.partition("=")
+        name = name.replace("-", "_")
         try:
             numbers = [float(v) for v in text.split(",") if v.strip()]
         except ValueError:
             numbers = []
-        if not eq or not numbers or not all(map(_finite, numbers)):
+        if not eq or not numbers or not all(map(math.isfinite, numbers)):
             raise UsageError(f"--sweep {item}: expected FIELD=V1,V2,... with finite numbers")
         if name in values:
             raise UsageError(f"--sweep {name} is given twice")
-        values[name.replace("-", "_")] = numbers
+        values[name] = numbers
     try:
         sweep.check_fields(algo, values)
     except ValueError as e:
         raise UsageError(f"--sweep: {e}") from None
     return values
-
-
-def _finite(x: float) -> bool:
-    return x == x and abs(x) != float("inf")
 
 
 def run_sweep(algo, args, presets: dict, host: bool) -> int:
@@ -224,11 +222,14 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
                          "--resume, --phase or --snapshot")
     values = _parse_sweep(algo, args.sweep)
     name = algo.__name__.rsplit(".", 1)[-1]
+    # The points as given, in sweep.grid's order (it holds them in float32, as any
+    # Config float is in the program).
+    combos = [dict(zip(values, c)) for c in itertools.product(*values.values())]
     try:
         config, run = resolve_config(algo, args, presets)
         env = purerl.envs.make(args.env)
-        for combo in itertools.product(*values.values()):  # each passes the checks
-            dataclasses.replace(config, **dict(zip(values, combo)))
+        for point in combos:  # each passes the Config's checks
+            dataclasses.replace(config, **point)
     except (ValueError, TypeError) as e:
         raise UsageError(_with_flag(str(e))) from None
     out = _create_run_dir(args, algo, name)
@@ -247,9 +248,7 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
     wall = time.perf_counter() - t0
     metrics = jax.tree.map(np.asarray, metrics)
     rows = []
-    for p in range(num_points):
-        # The values as given (the program holds them in float32, as any Config float).
-        point = dict(zip(values, list(itertools.product(*values.values()))[p]))
+    for p, point in enumerate(combos):
         label = ",".join(f"{k}={v:g}" for k, v in point.items())
         point_args = argparse.Namespace(**{**vars(args), "out": os.path.join(out, label)})
         os.makedirs(point_args.out, exist_ok=True)
@@ -480,8 +479,7 @@ def _check_run_dir(args, algo, name: str, default_env: str) -> list:
                 raise UsageError(f"--resume: {args.out} holds a {stored['algo']} run "
                                  f"(resume it with experiments/{stored['algo']}.py)")
             changes = list(stored.get("changes_on_resume", []))
-            floats = {f.name for f in dataclasses.fields(algo.Config)
-                      if f.type in (float, "float")}
+            floats = set(float_fields(algo.Config))
             ckpt = checkpoint.latest(os.path.join(args.out, "checkpoint"))
             # What the run used (presets and defaults resolved), where it says so.
             used = {}

@@ -25,12 +25,13 @@ import itertools
 import jax
 import jax.numpy as jnp
 
+from purerl import config as config_lib
 from purerl.loops import make_train
 
 
 def float_fields(algo) -> list[str]:
     """The sweepable fields of ``algo.Config``."""
-    return [f.name for f in dataclasses.fields(algo.Config) if f.type in (float, "float")]
+    return config_lib.float_fields(algo.Config)
 
 
 def check_fields(algo, names) -> None:

@@ -302,10 +302,9 @@ def learner_step(state: State, batch, key, nets: Nets, cfg: Config):
                 g, opt_state["discriminator"])
             params["discriminator"] = optax.apply_updates(params["discriminator"],
                                                           updates)
-            metrics.update({"loss/discriminator": d_loss,
-                            "smm/discriminator_accuracy": jnp.mean(log_d > jnp.log(0.5))})
-        log_p_star = (nets.log_target(batch["next_obs"]) if not nets.pixels
-                      else jnp.zeros_like(log_q))
+            metrics.update({"loss/discriminator": d_loss,  # share of d(z|s) > 1/2
+                            "smm/discriminator_confident": jnp.mean(log_d > jnp.log(0.5))})
+        log_p_star = nets.log_target(batch["next_obs"])  # pixels: 'uniform' only, zeros
         r_intr = intrinsic_reward(log_p_star, jax.lax.stop_gradient(log_q),
                                   jax.lax.stop_gradient(log_d), nets.num_skills, cfg)
         metrics.update({"loss/vae": v_loss, "smm/log_q": log_q.mean(),

@@ -196,9 +196,10 @@ class CoverageState:
     kl: jax.Array  # [len(targets)] float32: KL(window histogram ‖ target), same time
 
 
-def subcell_grid(maze: "Maze") -> np.ndarray:
+def subcell_grid(layout: str) -> np.ndarray:
     """The coverage grid: ``[rows * RES, cols * RES]`` bool, True on reachable subcells."""
-    return np.kron(np.asarray(maze.free), np.ones((COVERAGE_RES, COVERAGE_RES), bool))
+    free = np.array([list(r) for r in LAYOUTS[layout]]) != "#"
+    return np.kron(free, np.ones((COVERAGE_RES, COVERAGE_RES), bool))
 
 
 def target_masses(layout: str, target: str) -> np.ndarray:
@@ -206,8 +207,7 @@ def target_masses(layout: str, target: str) -> np.ndarray:
     ``"uniform"`` over the reachable subcells, or ``"corridor"`` (layouts in
     ``CORRIDORS``): ``1 − TARGET_FLOOR`` evenly on the corridor's subcells plus
     ``TARGET_FLOOR`` evenly on all reachable ones."""
-    free = np.kron(np.array([list(r) for r in LAYOUTS[layout]]) != "#",
-                   np.ones((COVERAGE_RES, COVERAGE_RES), bool))
+    free = subcell_grid(layout)
     uniform = free / free.sum()
     if target == "uniform":
         return uniform
@@ -220,6 +220,13 @@ def target_masses(layout: str, target: str) -> np.ndarray:
     region[y0:y1, x0:x1] = True
     region &= free
     return (1.0 - TARGET_FLOOR) * region / region.sum() + TARGET_FLOOR * uniform
+
+
+def log_masses(layout: str, target: str) -> np.ndarray:
+    """``log target_masses`` flattened (``row * cols + col``), float32; walls get
+    log 1 = 0, as no position is ever in one."""
+    masses = target_masses(layout, target)
+    return np.log(np.where(masses > 0, masses, 1.0)).reshape(-1).astype(np.float32)
 
 
 def subcell_index(maze_shape, pos):
@@ -237,11 +244,9 @@ def log_target(env_id: str, target: str):
     observation of maze ``env_id`` (observations are positions over the larger side),
     as a function ``obs [..., 2] -> [...]``; constant up to the subcells' area, which
     no reward needs."""
-    masses = target_masses(maze_layout(env_id), target)
-    # Walls get log 1 = 0: no observation is ever in one.
-    log_mass = jnp.asarray(np.log(np.where(masses > 0, masses, 1.0)).reshape(-1),
-                           jnp.float32)
-    shape = (masses.shape[0] // COVERAGE_RES, masses.shape[1] // COVERAGE_RES)
+    layout = maze_layout(env_id)
+    log_mass = jnp.asarray(log_masses(layout, target))
+    shape = (len(LAYOUTS[layout]), len(LAYOUTS[layout][0]))  # rows, cols of cells
     scale = float(max(shape))
     return lambda obs: log_mass[subcell_index(shape, jnp.asarray(obs) * scale)]
 
@@ -257,14 +262,12 @@ def maze_layout(env_id: str) -> str:
 def track_coverage(env: Env, maze: Maze) -> Env:
     """Add ``coverage``, ``state_entropy`` and the grid KLs (see the module docstring)
     to a vectorised maze env's ``info["metrics"]``."""
-    free = subcell_grid(maze)
+    free = subcell_grid(maze.layout)
     reachable = jnp.asarray(free)
     n_reachable = float(free.sum())
     n, window = env.num_envs, ENTROPY_WINDOW
     targets = ["uniform"] + (["corridor"] if maze.layout in CORRIDORS else [])
-    log_masses = jnp.asarray(np.stack([
-        np.log(np.where(m > 0, m, 1.0)).reshape(-1)
-        for m in (target_masses(maze.layout, t) for t in targets)]), jnp.float32)
+    log_p = jnp.asarray(np.stack([log_masses(maze.layout, t) for t in targets]))
 
     def window_stats(operand):
         positions, cursor = operand
@@ -275,7 +278,7 @@ def track_coverage(env: Env, maze: Maze) -> Env:
         idx = subcell_index(maze.free.shape, positions)
         rho = jnp.bincount(idx, length=free.size) / window
         log_rho = jnp.log(jnp.where(rho > 0, rho, 1.0))
-        kl = jnp.sum(rho * (log_rho - log_masses), axis=-1)  # 0 log 0 = 0
+        kl = jnp.sum(rho * (log_rho - log_p), axis=-1)  # 0 log 0 = 0
         return knn_entropy(positions + noise, 3), kl
 
     def visit(s: CoverageState, obs):
