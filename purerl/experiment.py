@@ -22,7 +22,7 @@ from purerl.run_loop import UsageError, host_driver, jit_driver, run_experiment
 
 HOST_PREFIXES = ("gymnasium:", "dmc:")
 # Options of make_host that a preset may set (dm_control: DrQ's conventions).
-ENV_OPTIONS = ("action_repeat", "frame_stack")
+ENV_OPTIONS = ("action_repeat", "frame_stack", "image_size")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,12 +112,16 @@ def build_parser(algo, default_env: str, epilog: str | None = None) -> argparse.
     host = parser.add_argument_group(
         "host environments (--env gymnasium:<id> or dmc:<domain>-<task>)")
     host.add_argument("--pixels", action="store_true",
-                      help="dm_control: observe 84x84 RGB renders (uint8)")
+                      help="dm_control: observe RGB renders (uint8, 84x84 unless "
+                           "--image-size or the preset says otherwise)")
     host.add_argument("--action-repeat", type=int, default=None,
                       help="dm_control: repeat each action (default: the preset's, or 1)")
     host.add_argument("--frame-stack", type=int, default=None,
                       help="dm_control: stack the last frames (default: the preset's, "
                            "or 3 with --pixels, 1 without)")
+    host.add_argument("--image-size", type=int, default=None,
+                      help="dm_control: height and width of the renders (default: the "
+                           "preset's, or 84)")
     run = parser.add_argument_group(
         "run (RunConfig: budget, env counts, evaluation; default: the env preset's, "
         "else the algorithm's RUN)")
@@ -157,6 +161,8 @@ def env_options(args, presets: dict) -> dict:
         options["frame_stack"] = 3 if options["pixels"] else 1
     if options["action_repeat"] is None:
         options["action_repeat"] = 1
+    if options["image_size"] is None:  # make_host's default
+        del options["image_size"]
     return options
 
 
@@ -365,9 +371,11 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         import purerl
 
         host = args.env.startswith(HOST_PREFIXES)
-        if not host and (args.pixels or args.action_repeat or args.frame_stack):
+        if not host and (args.pixels or args.action_repeat or args.frame_stack
+                         or args.image_size):
             raise UsageError(
-                "--pixels, --action-repeat and --frame-stack are host-env options "
+                "--pixels, --action-repeat, --frame-stack and --image-size are host-env "
+                "options "
                 "(--env dmc:<domain>-<task>)")
         start = args.snapshot
         if args.sweep:
@@ -437,7 +445,7 @@ RUN_FILE = "run.json"
 # The command-line settings a run directory remembers (with every Config and RunConfig
 # field given), so that ``--resume --out DIR`` alone continues the same run.
 REMEMBERED = ("env", "num_seeds", "seed", "phase", "snapshot", "restore", "freeze",
-              "pixels", "action_repeat", "frame_stack")
+              "pixels", "action_repeat", "frame_stack", "image_size")
 DEFAULTS = {"num_seeds": 8, "seed": 0}
 
 

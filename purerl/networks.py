@@ -176,31 +176,87 @@ def _conv2d_fwd(x, w, strides):
     return _valid_conv(x, w, tuple(strides)), (x, w)
 
 
-def _conv2d_bwd(strides, residuals, g):
-    x, w = residuals
-    (kh, kw), (H, W), (Ho, Wo) = w.shape[:2], x.shape[1:3], g.shape[1:3]
+def _conv_input_grad(g, w, in_hw, strides):
+    """The gradient of a VALID strided convolution with respect to its input
+    (``[N, *in_hw, C_in]``) for the output gradient ``g``: the stride-dilated ``g``,
+    fully padded, convolved with the spatially flipped kernel whose in/out channels
+    are swapped."""
+    (kh, kw), (H, W), (Ho, Wo) = w.shape[:2], in_hw, g.shape[1:3]
     sh, sw = strides
     # Rows/columns at the far edge that the strided forward never reached.
     rh, rw = H - ((Ho - 1) * sh + kh), W - ((Wo - 1) * sw + kw)
+    w_flip = jax.lax.optimization_barrier(jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
+    return _valid_conv(g, w_flip, (1, 1), ((kh - 1, kh - 1 + rh), (kw - 1, kw - 1 + rw)),
+                       lhs_dilation=(sh, sw))
+
+
+def _conv_kernel_grad(x, g, kernel_hw, strides):
+    """The gradient of a VALID strided convolution with respect to its kernel:
+    dw[i, j, c, o] = Σ_{n,h,w} x[n, sh·h + i, sw·w + j, c] g[n, h, w, o], a
+    convolution with channels as the batch, the batch as channels and g as the
+    kernel, dilated by the stride."""
+    kh, kw = kernel_hw
     barrier = jax.lax.optimization_barrier
-    # dx: the stride-dilated output gradient, fully padded, convolved with the
-    # spatially flipped kernel whose in/out channels are swapped.
-    w_flip = barrier(jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
-    dx = _valid_conv(g, w_flip, (1, 1), ((kh - 1, kh - 1 + rh), (kw - 1, kw - 1 + rw)),
-                     lhs_dilation=(sh, sw))
-    # dw[i, j, c, o] = Σ_{n,h,w} x[n, sh·h + i, sw·w + j, c] g[n, h, w, o]: a
-    # convolution with channels as the batch, the batch as channels and g as the
-    # kernel, dilated by the stride.
     x_t = barrier(x.transpose(3, 1, 2, 0))  # [C_in, H, W, N]
     g_t = barrier(g.transpose(1, 2, 0, 3))  # [Ho, Wo, N, C_out]
-    dw = _valid_conv(x_t, g_t, (1, 1), rhs_dilation=(sh, sw))[:, :kh, :kw, :]
-    return dx.astype(x.dtype), dw.transpose(1, 2, 0, 3).astype(w.dtype)
+    dw = _valid_conv(x_t, g_t, (1, 1), rhs_dilation=strides)[:, :kh, :kw, :]
+    return dw.transpose(1, 2, 0, 3)
+
+
+def _conv2d_bwd(strides, residuals, g):
+    x, w = residuals
+    dx = _conv_input_grad(g, w, x.shape[1:3], strides)
+    dw = _conv_kernel_grad(x, g, w.shape[:2], strides)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-def _flax_conv(x, w, strides, padding, lhs_dilation=None, rhs_dilation=None,
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_transpose2d(x, w, strides=(1, 1)):
+    """VALID transposed convolution (the adjoint of :func:`conv2d` in its input), NHWC,
+    with gradients on XLA:CPU's fast path inside loops, as :func:`conv2d`'s.
+
+    ``w`` is the kernel of the forward convolution it transposes, ``[kh, kw, C_out,
+    C_in]`` (HWIO of a convolution from ``C_out`` to ``C_in`` channels), so
+    ``conv_transpose2d(x, w, s)`` equals ``lax.conv_transpose(x, w, s, "VALID",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True)``: TensorFlow's
+    ``Conv2DTranspose`` with VALID padding (Dreamer's image decoder). Both backward
+    passes are convolutions in the canonical layout: the input gradient is
+    ``conv2d(g, w, s)`` and the kernel gradient is ``conv2d``'s kernel gradient with
+    the roles of input and output gradient swapped.
+
+    Args:
+      x: ``[N, Ho, Wo, C_in]``.
+      w: ``[kh, kw, C_out, C_in]``.
+      strides: ``(sh, sw)``, static.
+
+    Returns:
+      ``[N, (Ho − 1) sh + kh, (Wo − 1) sw + kw, C_out]``.
+    """
+    return _conv_transpose_fwd(x, w, strides)[0]
+
+
+def _conv_transpose_fwd(x, w, strides):
+    strides = tuple(strides)
+    (kh, kw), (Ho, Wo) = w.shape[:2], x.shape[1:3]
+    out_hw = ((Ho - 1) * strides[0] + kh, (Wo - 1) * strides[1] + kw)
+    return _conv_input_grad(x, w, out_hw, strides).astype(x.dtype), (x, w)
+
+
+def _conv_transpose_bwd(strides, residuals, g):
+    x, w = residuals
+    strides = tuple(strides)
+    dx = _valid_conv(g, w, strides)
+    dw = _conv_kernel_grad(g, x, w.shape[:2], strides)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+conv_transpose2d.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+def conv_general(x, w, strides, padding, lhs_dilation=None, rhs_dilation=None,
                dimension_numbers=None, feature_group_count=1, precision=None):
     """``nn.Conv``'s ``conv_general_dilated`` hook: :func:`conv2d` for plain NHWC
     convolutions (any padding, applied first), ``lax`` for everything else."""
@@ -240,9 +296,26 @@ class ConvEncoder(nn.Module):
         for i in range(self.num_layers):
             x = nn.Conv(self.width, (3, 3), strides=2 if i == 0 else 1,
                         padding="VALID", kernel_init=orthogonal(np.sqrt(2.0)),
-                        conv_general_dilated=_flax_conv)(x)
+                        conv_general_dilated=conv_general)(x)
             x = nn.relu(x)
         return x.reshape(*lead, -1)
+
+
+class ConvTranspose(nn.Module):
+    """A VALID transposed convolution layer (:func:`conv_transpose2d`) with a bias:
+    ``[N, H, W, C]`` -> ``[N, (H − 1) s + k, (W − 1) s + k, features]``. Glorot-uniform
+    kernel (Keras' ``Conv2DTranspose`` default)."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        init = nn.initializers.xavier_uniform(in_axis=-1, out_axis=-2)
+        w = self.param("kernel", init, (self.kernel, self.kernel, self.features, x.shape[-1]))
+        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        return conv_transpose2d(x, w, (self.stride, self.stride)) + b
 
 
 class Trunk(nn.Module):

@@ -2,7 +2,7 @@
 # Build the isolated virtual environments for the peer benchmarks.
 #
 # Usage (from the repository root):  bash benchmarks/peers/build_venvs.sh [name ...]
-#   names: rejax sb3 purejaxrl urlb (default: all four)
+#   names: rejax sb3 purejaxrl urlb dreamer (default: all five)
 #
 # Each peer gets benchmarks/.venvs/<name>, created with `python3 -m venv` and
 # filled from benchmarks/peers/requirements-<name>.txt. A venv whose
@@ -21,7 +21,7 @@ fi
 
 names=("$@")
 if [[ ${#names[@]} -eq 0 ]]; then
-    names=(rejax sb3 purejaxrl urlb)
+    names=(rejax sb3 purejaxrl urlb dreamer)
 fi
 
 mkdir -p "$VENV_ROOT"

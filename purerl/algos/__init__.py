@@ -3,6 +3,7 @@
 from purerl.algos import (
     a2c,
     acktr,
+    dreamer,
     actor_critic,
     npg,
     offpac,
@@ -17,5 +18,5 @@ from purerl.algos import (
 
 __all__ = [
     "reinforce", "actor_critic", "a2c", "offpac", "npg", "trpo", "ppo", "acktr", "sac",
-    "proto", "smm", "uniform",
+    "proto", "smm", "dreamer", "uniform",
 ]

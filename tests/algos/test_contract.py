@@ -7,6 +7,8 @@ all of them: a new algorithm gets these tests by being listed in ``CASES``.
 * vmapping the run over seeds equals running each seed on its own.
 """
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -15,11 +17,17 @@ import pytest
 
 import purerl
 from purerl import loops
-from purerl.algos import (a2c, acktr, actor_critic, npg, offpac, ppo, proto, reinforce, sac,
-                          smm, trpo)
+from purerl.algos import (a2c, acktr, actor_critic, dreamer, npg, offpac, ppo, proto,
+                          reinforce, sac, smm, trpo)
 from purerl.testing import as_numpy, leaves_equal, split_config
 
 TINY = dict(num_evals=2, num_eval_envs=2, hidden_sizes=(8, 8))
+
+
+def tiny(algo) -> dict:
+    """TINY, less the network widths of a Config that names its widths otherwise."""
+    fields = {f.name for f in dataclasses.fields(algo.Config)}
+    return {k: v for k, v in TINY.items() if k != "hidden_sizes" or k in fields}
 CASES = {
     "reinforce": (reinforce, "CartPole-v1", dict(total_steps=600, num_envs=2)),
     "actor_critic": (actor_critic, "CartPole-v1", dict(total_steps=256, num_envs=4,
@@ -49,6 +57,12 @@ CASES = {
                                       vae_hidden=(8,), vae_code_dim=4,
                                       discriminator_hidden=(8,), history_size=2,
                                       history_every=4, eval_policy="mixture")),
+    "dreamer": (dreamer, "Pendulum-v1", dict(total_steps=64, num_envs=2, num_steps=8,
+                                             batch_size=2, sequence_length=4,
+                                             train_steps=2, buffer_size=64,
+                                             learning_starts=8, deter_size=8,
+                                             stoch_size=4, hidden_size=8, units=8,
+                                             horizon=3, mode_samples=4)),
 }
 # The uniform-random baseline has no parameters to move: tests/algos/test_uniform.py.
 NOT_LEARNING = {"uniform"}
@@ -62,7 +76,7 @@ def test_every_algorithm_is_listed():
 def case(request):
     algo, env_id, fields = CASES[request.param]
     env = purerl.envs.make(env_id)
-    cfg, run = split_config(algo, **TINY, **fields)
+    cfg, run = split_config(algo, **tiny(algo), **fields)
     return algo, env, cfg, run
 
 
@@ -117,7 +131,7 @@ def test_box_actions_with_two_axes(name):
     distribution flat vectors, and one block runs and trains."""
     algo, _, fields = CASES[name]
     env = purerl.envs.make("Probe-MatrixBandit-v0")
-    cfg, run = split_config(algo, **TINY, **fields)
+    cfg, run = split_config(algo, **tiny(algo), **fields)
     init, block, _ = loops.make_block(algo, env, cfg, run)
     r0 = jax.jit(init)(jax.random.key(0))
     agent = algo.make(cfg, env.spec, **({"num_updates": 4} if getattr(cfg, "anneal_lr", False)

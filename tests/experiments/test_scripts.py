@@ -432,3 +432,41 @@ def test_sac_throughput_benchmark_runs(tmp_path):
     md = (tmp_path / "sac_throughput.md").read_text()
     assert "# SAC throughput on Pendulum-v1" in md and "| 1 | purerl |" in md
     assert (tmp_path / "sac_throughput.png").stat().st_size > 0
+
+
+DREAMER_TINY = ["--num-seeds", "2", "--num-evals", "2", "--num-eval-envs", "1",
+                "--batch-size", "2", "--sequence-length", "4", "--train-steps", "1",
+                "--buffer-size", "64", "--learning-starts", "8", "--deter-size", "8",
+                "--stoch-size", "4", "--hidden-size", "8", "--units", "8", "--horizon", "3",
+                "--mode-samples", "4", "--no-progress"]
+
+
+def test_dreamer_script_on_pendulum_and_dm_control_states_and_pixels(tmp_path):
+    out = tmp_path / "pendulum"
+    proc = run("experiments/dreamer.py", "--total-steps", "64", "--num-steps", "16",
+               *DREAMER_TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env"] == "Pendulum-v1" and not results.get("host")
+    assert results["config"]["sequence_length"] == 4 and len(results["final_returns"]) == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "loss/model" in rows[-1] and "dreamer/imagined_return" in rows[-1]
+    pytest.importorskip("dm_control")
+    out = tmp_path / "states"
+    proc = run("experiments/dreamer.py", "--env", "dmc:cartpole-swingup", "--total-steps",
+               "32", "--num-steps", "8", *DREAMER_TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["host"] and results["action_repeat"] == 2
+    require_renderer()
+    out = tmp_path / "pixels"
+    # The pixel preset: 64x64 renders, one frame per step, the paper's sizes (made
+    # tiny here by the flags, which override the preset).
+    proc = run("experiments/dreamer.py", "--env", "dmc:cartpole-swingup", "--pixels",
+               "--total-steps", "32", "--num-steps", "8", *DREAMER_TINY, "--cnn-depth", "2",
+               "--num-seeds", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env_options"] == {"pixels": True, "action_repeat": 2, "frame_stack": 1,
+                                      "image_size": 64}
+    assert results["env_steps_per_second"] > 0
