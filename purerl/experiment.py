@@ -375,8 +375,7 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
                          or args.image_size):
             raise UsageError(
                 "--pixels, --action-repeat, --frame-stack and --image-size are host-env "
-                "options "
-                "(--env dmc:<domain>-<task>)")
+                "options (--env dmc:<domain>-<task>)")
         start = args.snapshot
         if args.sweep:
             return run_sweep(algo, args, presets, host)

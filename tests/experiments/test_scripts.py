@@ -386,7 +386,9 @@ def test_sac_script_on_dm_control_pixels(tmp_path):
         (["--num-epochs", "many"], "invalid int value"),
         (["--no-such-flag", "1"], "unrecognized arguments"),
         (["--resume", "--out", "/nonexistent/run"], "--resume: no checkpoint"),
-        (["--pixels"], "--pixels, --action-repeat and --frame-stack are host-env options"),
+        (["--pixels"], "--pixels, --action-repeat, --frame-stack and --image-size are "
+                       "host-env options"),
+        (["--image-size", "64"], "--image-size are host-env options"),
     ],
 )
 def test_bad_arguments_get_one_line(args, message):
@@ -441,7 +443,7 @@ DREAMER_TINY = ["--num-seeds", "2", "--num-evals", "2", "--num-eval-envs", "1",
                 "--mode-samples", "4", "--no-progress"]
 
 
-def test_dreamer_script_on_pendulum_and_dm_control_states_and_pixels(tmp_path):
+def test_dreamer_script_on_pendulum_and_dm_control_pixels(tmp_path):
     out = tmp_path / "pendulum"
     proc = run("experiments/dreamer.py", "--total-steps", "64", "--num-steps", "16",
                *DREAMER_TINY, "--out", str(out))
@@ -451,13 +453,9 @@ def test_dreamer_script_on_pendulum_and_dm_control_states_and_pixels(tmp_path):
     assert results["config"]["sequence_length"] == 4 and len(results["final_returns"]) == 2
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "loss/model" in rows[-1] and "dreamer/imagined_return" in rows[-1]
+    # The host loop from pixels (states on the host differ only in the encoder, which
+    # the Pendulum run above covers).
     pytest.importorskip("dm_control")
-    out = tmp_path / "states"
-    proc = run("experiments/dreamer.py", "--env", "dmc:cartpole-swingup", "--total-steps",
-               "32", "--num-steps", "8", *DREAMER_TINY, "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads((out / "results.json").read_text())
-    assert results["host"] and results["action_repeat"] == 2
     require_renderer()
     out = tmp_path / "pixels"
     # The pixel preset: 64x64 renders, one frame per step, the paper's sizes (made
