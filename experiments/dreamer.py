@@ -36,9 +36,11 @@ STATES = dict(batch_size=16, sequence_length=32, train_steps=50, learning_starts
 PRESETS = {
     "Pendulum-v1": dict(STATES, total_steps=50_000, num_steps=500, num_evals=10,
                         num_eval_envs=4),
+    # Free nats 0.5 on cartpole's 5-d state: at 1 its KL settled at 0.82 (no gradient
+    # to the prior) and the eval return stayed at 75 for 30k agent steps, 2 seeds.
     "dmc:cartpole-swingup": dict(
         STATES, total_steps=100_000, num_steps=500, action_repeat=2, num_evals=10,
-        num_eval_envs=2,
+        num_eval_envs=2, free_nats=0.5,
         # --pixels: the paper's networks and schedule (64x64 frames, one per step,
         # action repeat 2); a replay of 100k steps (2.5 GB: obs and next_obs stored).
         pixels=dict({k: getattr(dreamer.Config(), k) for k in STATES if k != "buffer_size"},
