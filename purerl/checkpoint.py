@@ -3,7 +3,9 @@
 Each save writes a fresh directory ``<root>/block_<n>`` (orbax writes to a temporary
 path and renames it when complete), then points ``<root>/LATEST`` at it with an atomic
 ``os.replace``, then deletes older checkpoints. A crash at any moment leaves ``LATEST``
-naming a complete checkpoint.
+naming a complete checkpoint. Across processes (``purerl.distributed``) every process
+calls ``save`` (the arrays are gathered) and process 0 alone writes; ``restore`` reads
+on every process.
 """
 
 import json
@@ -16,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from purerl import distributed
+
 
 def _is_key(x) -> bool:
     return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
@@ -26,15 +30,26 @@ def _to_saveable(tree):
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
+def _checkpointer():
+    # This process alone: orbax would otherwise wait for every process at its barriers.
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}))
+
+
 def save(root: str, runner: Any, step: int, metadata: dict | None = None) -> str:
     """Write ``runner`` as checkpoint ``step`` under ``root``; return its path."""
+    runner = distributed.to_host(runner)
     root = os.path.abspath(root)
+    if not distributed.is_main():
+        return os.path.join(root, f"block_{int(step)}")
     os.makedirs(root, exist_ok=True)
     path = os.path.join(root, f"block_{int(step)}")
     if os.path.exists(path):
         shutil.rmtree(path)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, _to_saveable(jax.device_get(runner)))
+    checkpointer = _checkpointer()
+    # numpy leaves: orbax refuses a host-local jax.Array when several processes run.
+    checkpointer.save(path, jax.tree.map(np.asarray, _to_saveable(runner)))
     checkpointer.wait_until_finished()
     checkpointer.close()
     pointer = {"path": os.path.basename(path), "step": int(step), **(metadata or {})}
@@ -74,11 +89,9 @@ def restore(root: str, like: Any) -> tuple[Any, dict]:
     if pointer is None:
         raise FileNotFoundError(f"no checkpoint under {root!r} (no LATEST file)")
     path = os.path.join(os.path.abspath(root), pointer["path"])
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
-        _to_saveable(jax.device_get(like)),
-    )
-    checkpointer = ocp.StandardCheckpointer()
+    # numpy targets restore numpy arrays, on every process alike.
+    abstract = jax.tree.map(np.asarray, _to_saveable(distributed.to_host(like)))
+    checkpointer = _checkpointer()
     data = checkpointer.restore(path, abstract)
     checkpointer.close()
     restored = jax.tree.map(

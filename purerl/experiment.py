@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from purerl import distributed
 from purerl.config import RunConfig, field_docs, float_fields
 from purerl.run_loop import UsageError, host_driver, jit_driver, run_experiment
 
@@ -244,15 +245,16 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
     print(f"{name} on {args.env}: sweep of {num_points} points "
           f"({', '.join(f'{k} in {v}' for k, v in values.items())}) x {args.num_seeds} "
           f"seeds, one program -> {out}")
-    fn, fn_args, unflatten = sweep.program(algo, env, config, run, points, args.num_seeds,
-                                           args.seed)
+    fn, fn_args = sweep.program(algo, env, config, run, points, args.num_seeds, args.seed)
     t0 = time.perf_counter()
     compiled = fn.lower(*fn_args).compile()
     compile_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _, metrics = unflatten(jax.block_until_ready(compiled(*fn_args)))
+    _, metrics = jax.block_until_ready(compiled(*fn_args))
     wall = time.perf_counter() - t0
-    metrics = jax.tree.map(np.asarray, metrics)
+    metrics = jax.tree.map(np.asarray, distributed.to_host(metrics))
+    if not distributed.is_main():
+        return 0
     rows = []
     for p, point in enumerate(combos):
         label = ",".join(f"{k}={v:g}" for k, v in point.items())
@@ -360,10 +362,13 @@ def _with_flag(message: str) -> str:
 def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> int:
     """Parse, train, write; returns the exit status."""
     try:
+        _join_processes()  # before anything starts JAX's backend (the env registry)
         parser = build_parser(algo, default_env, _epilog(algo, presets))
         args = parser.parse_args(argv)
+        args.progress = args.progress and distributed.is_main()
         name = algo.__name__.rsplit(".", 1)[-1]
         args.changes_on_resume = _check_run_dir(args, algo, name, default_env)
+        distributed.barrier("checked the run directory")  # before process 0 writes it
         if args.compile_cache:
             use_compile_cache()
         if args.num_seeds < 1:
@@ -371,6 +376,9 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         import purerl
 
         host = args.env.startswith(HOST_PREFIXES)
+        if host and distributed.is_multiprocess():
+            raise UsageError(f"--env {args.env}: a multi-process run needs a pure-JAX env "
+                             f"(host envs step in one process)")
         if not host and (args.pixels or args.action_repeat or args.frame_stack
                          or args.image_size):
             raise UsageError(
@@ -519,8 +527,36 @@ def _check_run_dir(args, algo, name: str, default_env: str) -> list:
     return changes
 
 
+def _join_processes() -> None:
+    """``purerl.distributed.initialize`` from the environment; on processes other than
+    0 the printed output is dropped (process 0 reports the run)."""
+    try:
+        joined = distributed.initialize()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if joined and not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")
+
+
 def _create_run_dir(args, algo, name: str) -> str:
-    """The run directory (``--out``, or a new unique default one), with ``run.json``."""
+    """The run directory (``--out``, or a new unique default one), with ``run.json``;
+    across processes process 0 creates it and every process gets its name."""
+    if not distributed.is_multiprocess():
+        return _write_run_dir(args, algo, name)
+    said = ""
+    if distributed.is_main():
+        try:
+            said = "out:" + _write_run_dir(args, algo, name)
+        except UsageError as e:
+            said = "error:" + str(e)
+    said = distributed.broadcast_text(said)
+    if said.startswith("error:"):
+        raise UsageError(said[len("error:"):])
+    args.out = said[len("out:"):]
+    return args.out
+
+
+def _write_run_dir(args, algo, name: str) -> str:
     from purerl import logging as plog
 
     if args.resume and not os.path.isdir(args.out):

@@ -38,7 +38,7 @@ def _first(x) -> int:
 def _resume_or_start(args, ckpt_dir: str, metrics_path: str, runner):
     """``(runner, history)``: fresh, or with ``--resume`` restored from the latest
     checkpoint, with ``metrics.jsonl`` cut back to the blocks that checkpoint holds."""
-    from purerl import checkpoint
+    from purerl import checkpoint, distributed
 
     history = []
     if args.resume:
@@ -48,9 +48,11 @@ def _resume_or_start(args, ckpt_dir: str, metrics_path: str, runner):
         if os.path.exists(metrics_path):
             with open(metrics_path) as f:
                 history = [json.loads(line) for line in f][: int(pointer["step"])]
-        with open(metrics_path, "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
-    elif os.path.exists(metrics_path):
+        distributed.barrier("read metrics.jsonl")  # every process has read it
+        if distributed.is_main():
+            with open(metrics_path, "w") as f:
+                f.writelines(json.dumps(h) + "\n" for h in history)
+    elif os.path.exists(metrics_path) and distributed.is_main():
         os.remove(metrics_path)
     return runner, history
 
@@ -74,13 +76,14 @@ def jit_driver(algo, env, config, run, args, freeze=()) -> Driver:
     import jax
 
     import purerl
+    from purerl import distributed
 
     trainer = purerl.Trainer(algo, env, config, run, num_seeds=args.num_seeds,
                              freeze=freeze)
 
     def prepare(runner, resumed, blocks_done):
-        if resumed and trainer.sharding is not None:
-            runner = jax.device_put(runner, trainer.sharding)
+        if trainer.sharding is not None:  # restored or snapshot-started leaves
+            runner = distributed.to_global(runner, trainer.sharding)
         trainer.compile(runner)
         return runner
 
@@ -143,9 +146,10 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
     import jax
     import numpy as np
 
-    from purerl import checkpoint, snapshot
+    from purerl import checkpoint, distributed, snapshot
     from purerl import logging as plog
 
+    main = distributed.is_main()  # the one process that writes
     name = algo.__name__.rsplit(".", 1)[-1]
     out = _run_dir(args.out)
     ckpt_dir = os.path.join(out, "checkpoint")
@@ -178,12 +182,16 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
         runner, metrics = driver.block(runner, lambda seconds: excluded.__setitem__(0, seconds))
         compute_seconds += time.perf_counter() - t0
         row = {"block": index + 1, **{k: np.asarray(v) for k, v in metrics.items()}}
-        plog.write_jsonl(metrics_path, [row])
+        if main:
+            plog.write_jsonl(metrics_path, [row])
         history.append(plog.to_python(row))
         bad = first_non_finite(row, runner.agent)
         if bad is not None:
             what, seed = bad
             last = checkpoint.latest(ckpt_dir)
+            driver.close()
+            if not main:
+                return 3
             print(file=sys.stderr)
             print(f"stopped: {what} is not finite in seed {seed} at env step "
                   f"{_first(row['env_steps'])} (block {index + 1}); "
@@ -191,16 +199,15 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
                      f"{out} continues from it (--allow-change to change a float "
                      f"hyperparameter)" if last else "no checkpoint was written yet"),
                   file=sys.stderr)
-            driver.close()
             return 3
-        if args.progress:
+        if args.progress and main:
             last = np.asarray(history[-1]["eval/return"], dtype=float)
             print(f"\r[{index + 1:>3}/{sched.num_evals}] step "
                   f"{_first(history[-1]['env_steps']):>9} eval return {last.mean():8.1f} "
                   f"± {last.std():6.1f}", end="", flush=True, file=sys.stderr)
         if (index + 1) % 5 == 0 or index + 1 == sched.num_evals:
             checkpoint.save(ckpt_dir, runner, step=index + 1)
-    if args.progress:
+    if args.progress and main:
         print(file=sys.stderr)
     compile_seconds = driver.compile_seconds()
     compute_seconds -= excluded[0]  # host: the compiling first iteration
@@ -213,11 +220,14 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
     eval_steps = [_first(h["env_steps"]) for h in history]
     eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1))
                     for h in history]
-    _write_results(out, name, args, config, run, sched.total_steps, eval_steps,
-                   eval_returns, wall, compile_seconds,
-                   ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
-                   extra={**driver.extra, "phase": phase, "snapshot_from": start,
-                          **env_metrics(history)}, repeat=repeat)
+    if main:
+        _write_results(out, name, args, config, run, sched.total_steps, eval_steps,
+                       eval_returns, wall, compile_seconds,
+                       ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
+                       extra={**driver.extra, "phase": phase, "snapshot_from": start,
+                              "processes": jax.process_count(),
+                              "devices": jax.device_count(), **env_metrics(history)},
+                       repeat=repeat)
     snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
     driver.close()
     return 0
@@ -232,6 +242,8 @@ def first_non_finite(row: dict, agent_state):
     import jax.numpy as jnp
     import numpy as np
 
+    from purerl import distributed
+
     for name, value in row.items():
         if name == "block" or name.startswith(("env/", "eval/")):
             continue
@@ -244,7 +256,7 @@ def first_non_finite(row: dict, agent_state):
     leaves = jax.tree_util.tree_leaves_with_path(params)
     for path, leaf in leaves:
         if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.ndim:
-            ok = np.asarray(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)).all(1))
+            ok = distributed.to_host(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)).all(1))
             if not ok.all():
                 return f"parameter {jax.tree_util.keystr(path)}", int(np.argmin(ok))
     return None

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purerl import checkpoint
+from purerl import checkpoint, distributed
 
 META = "snapshot.json"
 
@@ -54,6 +54,9 @@ def save(path: str, agent_state: Any, algo, spec, config) -> str:
     """Write ``agent_state``, a batch of seeds' (leading seed axis), as a snapshot at
     ``path``, replacing any snapshot there; returns the path."""
     path = os.path.abspath(path)
+    agent_state = distributed.to_host(agent_state)  # every process gathers, one writes
+    if not distributed.is_main():
+        return path
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)

@@ -1,22 +1,21 @@
-"""Hyperparameter sweeps as one program: float ``Config`` fields vmapped, crossed with
-seeds.
+"""Hyperparameter sweeps as one program: float ``Config`` fields crossed with seeds.
 
 A ``Config``'s float fields are pytree leaves (``purerl.config``), so a run can take
 them as traced arguments: ``train_fn`` returns ``train(values, key)``, the whole run of
 ``make_train`` with ``config`` updated by ``values`` (a dict of scalars), and ``run``
-vmaps it over points and over seeds inside one ``jit``. Fields that fix shapes or loop
+runs it for every point and seed inside one ``jit``. Fields that fix shapes or loop
 counts (ints, bools, strings, tuples) cannot be swept: they are refused by name.
 
     points = sweep.grid(lr=[1e-4, 3e-4, 1e-3], ent_coef=[0.0, 0.01])   # 6 points
     runner, metrics = sweep.run(ppo, env, ppo.Config(), run, points, seeds=8)
     metrics["eval/return"]          # [6 points, 8 seeds, evaluations, ...]
 
-Each point computes the maths of its own run, but not its bits: XLA:CPU compiles a
-batched hyperparameter's arithmetic (a broadcast operand) differently from a scalar or
-folded constant, and even a different batch size of points x seeds picks different
-kernels, so a point agrees with the run of that value alone to float32 rounding at the
-first updates (tested: parameters within 1e-5 after one block of PPO and SAC) and
-drifts apart from there, as two runs on different hardware would.
+Each point is its separate run to the bit (a ``Trainer`` with that value and the same
+seeds, sharded the same way): the points are mapped one after another, each a vmap over
+the seeds. What decides the bits on XLA:CPU is the batch shape (measured: a traced or a
+constant learning rate give the same bits, a points x seeds vmap does not), so
+``batch_points`` > 1, which vmaps points together for an accelerator's sake, gives up
+the bit-equality for float32 agreement.
 """
 
 import dataclasses
@@ -24,8 +23,12 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from purerl import config as config_lib
+from purerl import distributed
 from purerl.loops import make_train
 
 
@@ -72,26 +75,44 @@ def train_fn(algo, env, config, run, names):
     return train
 
 
-def program(algo, env, config, run_config, points: dict, seeds: int, seed: int = 0):
-    """``(fn, args, unflatten)``: the jitted program of ``run`` and its arguments, for
-    compiling ahead of time (``fn.lower(*args).compile()``); ``unflatten`` turns its
-    output's leading points x seeds axis into ``[points, seeds]``."""
-    train = train_fn(algo, env, config, run_config, points)
-    num_points = len(next(iter(points.values())))
+def program(algo, env, config, run_config, points: dict, seeds: int, seed: int = 0,
+            batch_points: int = 1):
+    """``(fn, args)``: the jitted program of ``run`` and its arguments, for compiling
+    ahead of time (``fn.lower(*args).compile()``); its output's leaves are
+    ``[points, seeds, ...]``.
+
+    The points run one after another (``lax.map``), each a ``vmap`` over the seeds, the
+    seed axis sharded over all devices when it divides evenly: the batch shapes of a
+    separate run, so each point is that run to the bit. ``batch_points`` > 1 vmaps
+    that many points together (more parallel work for an accelerator); XLA then picks
+    kernels for a points x seeds batch, and a point agrees with its run to float32
+    rounding only."""
+    train = jax.vmap(train_fn(algo, env, config, run_config, points), in_axes=(None, 0))
+    if batch_points < 1:
+        raise ValueError(f"batch_points must be >= 1, got {batch_points}")
+    values = {k: jnp.asarray(v, jnp.float32) for k, v in points.items()}
     keys = jax.random.split(jax.random.key(seed), seeds)
-    # One flat batch of points x seeds, reshaped to [points, seeds] after.
-    flat_values = {k: jnp.repeat(jnp.asarray(v, jnp.float32), seeds) for k, v in points.items()}
-    flat_keys = jnp.tile(keys, (num_points,))
 
-    def unflatten(out):
-        return jax.tree.map(lambda x: x.reshape(num_points, seeds, *x.shape[1:]), out)
+    def all_points(values, keys):
+        return jax.lax.map(lambda v: train(v, keys), values,
+                           batch_size=None if batch_points == 1 else batch_points)
 
-    return jax.jit(jax.vmap(train)), (flat_values, flat_keys), unflatten
+    devices = jax.devices()
+    if len(devices) == 1 or seeds % len(devices):
+        return jax.jit(all_points), (values, keys)
+    mesh = Mesh(np.array(devices), ("seed",))
+    shardings = (NamedSharding(mesh, P()), NamedSharding(mesh, P("seed")))
+    fn = jax.jit(all_points, in_shardings=shardings,
+                 out_shardings=NamedSharding(mesh, P(None, "seed")))
+    # Placed first: across processes (purerl.distributed) the devices are everyone's.
+    args = tuple(distributed.to_global(a, sh) for a, sh in zip((values, keys), shardings))
+    return fn, args
 
 
-def run(algo, env, config, run_config, points: dict, seeds: int, seed: int = 0):
+def run(algo, env, config, run_config, points: dict, seeds: int, seed: int = 0,
+        batch_points: int = 1):
     """All points x ``seeds`` seeds in one ``jit``: leaves ``[points, seeds, ...]``.
     Every point gets the same seed keys (``split(key(seed), seeds)``), so points differ
     by their values alone."""
-    fn, args, unflatten = program(algo, env, config, run_config, points, seeds, seed)
-    return unflatten(fn(*args))
+    fn, args = program(algo, env, config, run_config, points, seeds, seed, batch_points)
+    return fn(*args)

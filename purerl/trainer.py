@@ -5,7 +5,8 @@ the same function ``make_train`` scans, so progress, metrics and checkpoints hap
 between chunks, and a run resumed from a checkpoint continues bit-identically.
 With ``num_seeds`` the seed axis is vmapped and, when the host has several devices
 (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` on a 2-core CPU),
-sharded across them: one program using every core.
+sharded across them: one program using every core. After
+``purerl.distributed.initialize`` the devices are every process's, and so is the shard.
 """
 
 import time
@@ -15,7 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from purerl import checkpoint
+from purerl import checkpoint, distributed
 from purerl.config import RunConfig
 from purerl.loops import make_block
 
@@ -62,7 +63,7 @@ class Trainer:
             key = jax.random.split(key, self.num_seeds)
         runner = self._init(key)
         if self.sharding is not None:
-            runner = jax.device_put(runner, self.sharding)
+            runner = distributed.to_global(runner, self.sharding)
         return runner
 
     def compile(self, runner):
@@ -94,7 +95,7 @@ class Trainer:
         Returns:
           ``(runner, metrics)`` with metrics stacked over the chunks run: ``[K, ...]``.
         """
-        done = int(np.asarray(jax.device_get(runner.block)).reshape(-1)[0])
+        done = int(np.asarray(distributed.to_host(runner.block)).reshape(-1)[0])
         remaining = self.num_blocks - done
         num_blocks = remaining if num_blocks is None else min(num_blocks, remaining)
         bar = None
@@ -105,7 +106,7 @@ class Trainer:
         history = []
         for i in range(num_blocks):
             runner, metrics = self._block(runner)
-            metrics = jax.device_get(metrics)
+            metrics = distributed.to_host(metrics)
             history.append(metrics)
             if checkpoint_dir is not None:
                 checkpoint.save(checkpoint_dir, runner, step=done + i + 1)

@@ -1,5 +1,8 @@
 """purerl.sweep: a grid of float hyperparameters crossed with seeds in one program,
-each point bit-equal to its own run; non-float fields refused by name."""
+each point bit-equal to its own run (a ``Trainer`` with that value); non-float fields
+refused by name."""
+
+import dataclasses
 
 import jax
 import numpy as np
@@ -8,7 +11,7 @@ import pytest
 import purerl
 from purerl import sweep
 from purerl.algos import ppo, sac
-from purerl.testing import split_config
+from purerl.testing import leaves_equal, split_config
 
 
 def test_grid_is_the_cartesian_product():
@@ -24,23 +27,37 @@ def test_grid_is_the_cartesian_product():
                               num_eval_envs=2, batch_size=8, buffer_size=64,
                               learning_starts=8, hidden_sizes=(8, 8))),
 ])
-def test_each_point_is_its_own_run_up_to_float32_rounding(algo, env_id, fields):
+def test_each_point_is_its_own_run_to_the_bit(algo, env_id, fields):
     env = purerl.envs.make(env_id)
     cfg, run = split_config(algo, **fields)
     points = sweep.grid(lr=[1e-4, 1e-3, 1e-2])
     runner, metrics = sweep.run(algo, env, cfg, run, points, seeds=2, seed=3)
     assert np.shape(metrics["eval/return"])[:2] == (3, 2)
-    train = jax.jit(sweep.train_fn(algo, env, cfg, run, ["lr"]))
-    keys = jax.random.split(jax.random.key(3), 2)
-    for p in range(3):
-        for s in range(2):
-            alone = train({"lr": points["lr"][p]}, keys[s])
-            for x, y in zip(jax.tree.leaves(runner.agent.params),
-                            jax.tree.leaves(alone[0].agent.params)):
-                np.testing.assert_allclose(x[p, s], y, rtol=0, atol=1e-5)
+    for p, lr in enumerate([1e-4, 1e-3, 1e-2]):
+        # The separate run: what the experiment scripts do, block by block.
+        trainer = purerl.Trainer(algo, env, dataclasses.replace(cfg, lr=lr), run,
+                                 num_seeds=2)
+        alone, alone_metrics = trainer.run(trainer.init(jax.random.key(3)))
+        point = jax.tree.map(lambda x: x[p], runner)
+        assert leaves_equal(point, alone)
+        np.testing.assert_array_equal(metrics["eval/return"][p],
+                                      np.moveaxis(alone_metrics["eval/return"], 0, 1))
     # The points differ: the learning rate reaches the updates.
     params = jax.tree.leaves(runner.agent.params)[0]
     assert np.abs(params[0, 0] - params[2, 0]).max() > 1e-3
+
+
+def test_batched_points_agree_to_float32_rounding():
+    env = purerl.envs.make("CartPole-v1")
+    cfg, run = split_config(ppo, total_steps=256, num_envs=4, num_steps=16, num_evals=2,
+                            num_eval_envs=2, hidden_sizes=(8, 8))
+    points = sweep.grid(lr=[1e-4, 1e-3, 1e-2])
+    exact, _ = sweep.run(ppo, env, cfg, run, points, seeds=2, seed=3)
+    batched, _ = sweep.run(ppo, env, cfg, run, points, seeds=2, seed=3, batch_points=3)
+    for x, y in zip(jax.tree.leaves(exact.agent.params), jax.tree.leaves(batched.agent.params)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="batch_points must be >= 1"):
+        sweep.program(ppo, env, cfg, run, points, seeds=2, batch_points=0)
 
 
 def test_only_float_fields_can_be_swept():

@@ -132,6 +132,14 @@ def test_sweep_writes_a_result_per_point_and_a_summary(tmp_path):
         assert point["ci95"][0] <= point["final_return"] <= point["ci95"][1]
     assert (out / "sweep.png").stat().st_size > 0 and "| lr | ent_coef |" in (
         out / "sweep.md").read_text()
+    # A point is its separate run to the bit (the same seeds, sharded the same way).
+    alone = tmp_path / "alone"
+    proc = run("experiments/ppo.py", "--lr", "1e-2", "--ent-coef", "0.01", *TINY,
+               "--out", str(alone))
+    assert proc.returncode == 0, proc.stderr
+    point = json.loads((out / "lr=0.01,ent_coef=0.01" / "results.json").read_text())
+    assert point["eval_returns"] == json.loads(
+        (alone / "results.json").read_text())["eval_returns"]
     for args, message in ((["--sweep", "num_epochs=1,2"], "Config.num_epochs is int"),
                           (["--sweep", "lr=fast"], "expected FIELD=V1,V2"),
                           (["--sweep", "lr=1e-3", "--resume"], "--resume needs --out")):
