@@ -4,7 +4,8 @@ committed results (no number in those tables is typed by hand).
     python benchmarks/report.py            # print the tables
     python benchmarks/report.py --write    # replace the generated block of README.md
     python benchmarks/report.py --check    # exit 1 if README.md's block is stale (CI)
-    python benchmarks/report.py --plots    # redraw benchmarks/results/learning/*.png
+    python benchmarks/report.py --plots    # redraw benchmarks/results/learning/*.png,
+                                           # profiles.png (performance profiles) included
 
 Sources: ``benchmarks/results/learning/<name>.json`` (``run_learning.py``'s runs, in
 its order, then any other committed run) and ``benchmarks/results/exploration_*.json``
@@ -94,6 +95,95 @@ def exploration_tables() -> str:
     return "\n".join(out)
 
 
+def _load(name):
+    path = os.path.join(HERE, "results", f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _rate(x) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _throughput_rows(name, title, unit) -> list:
+    """Per seed count: purerl's best row (this commit) against each peer's best row."""
+    d = _load(name)
+    if d is None:
+        return []
+    rows = []
+    for seeds in sorted({r["num_seeds"] for r in d["results"]}):
+        rs = [r for r in d["results"] if r["num_seeds"] == seeds
+              and r.get("env_steps_per_second")]
+        # purerl's default settings only (no PURERL_* switch), sharded or not.
+        ours = [r for r in rs if r["framework"] == "purerl" and "PURERL_" not in r["config"]]
+        if not ours:
+            continue
+        best = max(ours, key=lambda r: r["env_steps_per_second"])
+        peers = {}
+        for r in rs:
+            if not r["framework"].startswith("purerl"):
+                old = peers.get(r["framework"])
+                if old is None or r["env_steps_per_second"] > old["env_steps_per_second"]:
+                    peers[r["framework"]] = r
+        for peer, r in peers.items():
+            where = best["config"].removeprefix("purerl").lstrip(", ").replace("seeds sharded", "sharded")
+            rows.append((title, f"{seeds} seed{'s' * (seeds > 1)}"
+                         + (f", {where}" if where else ""), unit,
+                         best["env_steps_per_second"], r["config"],
+                         r["env_steps_per_second"], name))
+    return rows
+
+
+def _update_rows(name, title, unit, setting) -> list:
+    """purerl's rows (per call, in scan) against the peer's per-call row, per size."""
+    d = _load(name)
+    if d is None:
+        return []
+    rows = []
+    groups = {}
+    for r in d["rows"]:
+        groups.setdefault(r.get("sizes", "paper"), []).append(r)
+    for sizes, rs in groups.items():
+        peer = next(r for r in rs if r["framework"] != "purerl")
+        for r in rs:
+            if r["framework"] == "purerl":
+                rows.append((title, f"{setting(sizes)}, {r['mode']}", unit,
+                             r["updates_per_second"], peer["framework"],
+                             peer["updates_per_second"], name))
+    return rows
+
+
+def speed_table() -> str:
+    """The speed results (``benchmarks/results/*.json``), purerl against each peer:
+    throughput higher is better, so the ratio is purerl / peer."""
+    rows = (_throughput_rows("ppo_throughput", "PPO, CartPole-v1", "env-steps/s")
+            + _throughput_rows("sac_throughput", "SAC, Pendulum-v1", "env-steps/s")
+            + _update_rows("proto_update", "Proto-RL update", "updates/s",
+                           lambda s: "URLB's sizes" if s == "urlb" else "preset sizes")
+            + _update_rows("dreamer_update", "Dreamer training step", "steps/s",
+                           lambda s: "paper sizes, pixels"))
+    lines = ["| benchmark | setting | unit | purerl | peer | peer's | purerl / peer | "
+             "source |", "|---|---|---|---:|---|---:|---:|---|"]
+    for title, setting, unit, ours, peer, theirs, name in rows:
+        lines.append(f"| {title} | {setting} | {unit} | {_rate(ours)} | {peer} | "
+                     f"{_rate(theirs)} | {ours / theirs:.2f}x | "
+                     f"[{name}.md](benchmarks/results/{name}.md) |")
+    cost = _load("update_cost")
+    if cost:
+        lines += ["", "| update, in the training loop (defaults) | env | ms per update | "
+                  "against | its ms | time ratio | source |", "|---|---|---:|---|---:|---:|---|"]
+        ms = {(r["algo"], r["env"]): r["ms_per_update"] for r in cost["in_training"]}
+        for algo, ref in (("acktr", "a2c"), ("trpo", "ppo")):
+            for env in ("CartPole-v1", "Pendulum-v1"):
+                if (algo, env) in ms and (ref, env) in ms:
+                    lines.append(f"| {algo} | {env} | {ms[algo, env]:.3f} | {ref} | "
+                                 f"{ms[ref, env]:.3f} | {ms[algo, env] / ms[ref, env]:.2f}x | "
+                                 f"[update_cost.md](benchmarks/results/update_cost.md) |")
+    return "\n".join(lines)
+
+
 def _stat(s) -> str:
     if not s:
         return ""
@@ -101,7 +191,9 @@ def _stat(s) -> str:
 
 
 def block() -> str:
-    return "\n".join([BEGIN, "", learning_table(), "", exploration_tables(), END])
+    return "\n".join([BEGIN, "", learning_table(), "", exploration_tables(), "",
+                      "Speed (each benchmark's machine and command in its source file):", "",
+                      speed_table(), END])
 
 
 def readme_block(text: str) -> str:
@@ -120,6 +212,43 @@ def plots() -> None:
         if r.get("kl_corridor"):
             plot_metric(os.path.join(LEARNING, f"{name}_kl_corridor.png"), r, "kl_corridor",
                         "KL(ρ ‖ p*corridor) on the grid (nats)")
+    plot_profiles(os.path.join(LEARNING, "profiles.png"))
+
+
+def plot_profiles(path) -> None:
+    """One panel per env with two or more committed runs: each run's performance
+    profile (the fraction of its seeds whose final return exceeds τ) with a 95%
+    stratified-bootstrap band (``purerl.stats.performance_profile_ci``)."""
+    import matplotlib
+    import numpy as np
+
+    from purerl import stats
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_env = {}
+    for name, r in learning_runs():
+        by_env.setdefault(r["env"], []).append((name, r))
+    envs = [e for e, runs in by_env.items() if len(runs) > 1]
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 4.2), dpi=70,
+                             squeeze=False)
+    for ax, env in zip(axes[0], envs):
+        finals = [np.asarray(r["final_returns"], float) for _, r in by_env[env]]
+        lo, hi = min(f.min() for f in finals), max(f.max() for f in finals)
+        taus = np.linspace(lo - 0.02 * (hi - lo), hi, 200)
+        for (name, r), f in zip(by_env[env], finals):
+            band = stats.performance_profile_ci(f, taus)
+            line, = ax.plot(taus, band["profile"], lw=1.5, label=f"{name} ({f.size})")
+            ax.fill_between(taus, band["low"], band["high"], color=line.get_color(),
+                            alpha=0.12, lw=0)
+        ax.set(xlabel="final eval return τ", ylabel="fraction of seeds > τ", title=env,
+               ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_metric(path, r, key, ylabel) -> None:

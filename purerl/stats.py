@@ -50,6 +50,14 @@ def median(scores) -> float:
     return float(np.median(_matrix(scores).mean(0)))
 
 
+def _resample(scores: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """``[resamples, runs, tasks]``: one index draw per (resample, run, task), so the
+    runs are redrawn within each task (the strata)."""
+    runs, tasks = scores.shape
+    idx = np.random.default_rng(seed).integers(0, runs, size=(resamples, runs, tasks))
+    return np.take_along_axis(scores[None], idx, axis=1)
+
+
 def bootstrap_ci(scores, statistic=mean, resamples: int = 10_000, alpha: float = 0.05,
                  seed: int = 0) -> dict:
     """The statistic and its stratified-bootstrap percentile interval.
@@ -67,10 +75,7 @@ def bootstrap_ci(scores, statistic=mean, resamples: int = 10_000, alpha: float =
     """
     scores = _matrix(scores)
     runs, tasks = scores.shape
-    rng = np.random.default_rng(seed)
-    # One index draw per (resample, run, task): runs are redrawn within each task.
-    idx = rng.integers(0, runs, size=(resamples, runs, tasks))
-    resampled = np.take_along_axis(scores[None], idx, axis=1)  # [resamples, runs, tasks]
+    resampled = _resample(scores, resamples, seed)
     if statistic is mean:  # vectorised; the same numbers as the loop below
         values = resampled.mean(1).mean(1)
     else:
@@ -87,3 +92,15 @@ def performance_profile(scores, taus) -> np.ndarray:
     scores = _matrix(scores)
     taus = np.asarray(taus, dtype=float).reshape(-1)
     return (scores[None, :, :] > taus[:, None, None]).mean(1).mean(1)
+
+
+def performance_profile_ci(scores, taus, resamples: int = 2_000, alpha: float = 0.05,
+                           seed: int = 0) -> dict:
+    """``performance_profile`` with a pointwise stratified-bootstrap band:
+    ``{"profile", "low", "high"}``, each ``[len(taus)]``."""
+    scores = _matrix(scores)
+    taus = np.asarray(taus, dtype=float).reshape(-1)
+    resampled = _resample(scores, resamples, seed)  # [R, runs, tasks]
+    curves = (resampled[:, None] > taus[None, :, None, None]).mean(2).mean(2)  # [R, taus]
+    low, high = np.percentile(curves, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    return {"profile": performance_profile(scores, taus), "low": low, "high": high}

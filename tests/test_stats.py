@@ -55,6 +55,21 @@ def test_performance_profile_counts_runs_above_tau_per_task():
                                [1.0, (0.5 + 1.0) / 2, (0.0 + 0.5) / 2, 0.0])
 
 
+def test_performance_profile_band_is_a_per_task_resampling_loop():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 2))
+    taus = np.linspace(-2, 2, 9)
+    band = stats.performance_profile_ci(x, taus, resamples=300, seed=7)
+    np.testing.assert_array_equal(band["profile"], stats.performance_profile(x, taus))
+    # Oracle: the same index draws, one resample and one task at a time.
+    idx = np.random.default_rng(7).integers(0, 6, size=(300, 6, 2))
+    curves = np.array([np.mean([np.mean(x[idx[r, :, t], t][:, None] > taus, 0)
+                                for t in range(2)], 0) for r in range(300)])
+    np.testing.assert_allclose(band["low"], np.percentile(curves, 2.5, axis=0))
+    np.testing.assert_allclose(band["high"], np.percentile(curves, 97.5, axis=0))
+    assert np.all(band["low"] <= band["profile"]) and np.all(band["profile"] <= band["high"])
+
+
 def test_bad_scores_are_refused():
     with pytest.raises(ValueError, match="must be finite"):
         stats.iqm([1.0, np.nan])
