@@ -135,10 +135,18 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", default="1", help="throughput runs (empty: none)")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    p.add_argument("--keep-steps", action="store_true",
+                   help="keep the training-step rows of the committed dreamer_update.json "
+                        "(and its settings) and rerun only the Pendulum throughput")
     args = p.parse_args()
-    rows = purerl_rows(args)
-    if args.dreamer_path:
-        rows.append(peer_row(args))
+    if args.keep_steps:
+        with open(os.path.join(args.out, "dreamer_update.json")) as f:
+            kept = json.load(f)
+        rows, args.updates, args.repeats = kept["rows"], kept["updates"], kept["repeats"]
+    else:
+        rows = purerl_rows(args)
+        if args.dreamer_path:
+            rows.append(peer_row(args))
     runs = throughput_rows([int(s) for s in args.seeds.split(",") if s])
     learning = os.path.join(args.out, "learning", "dreamer_Pendulum-v1.json")
     if os.path.exists(learning):
@@ -158,7 +166,7 @@ def main():
     peer = get.get(("danijar/dreamer (TensorFlow)", "per call"))
     ratio = (lambda x: f"{x / peer:.2f}x") if peer else (lambda x: "")
     m = out["machine"]
-    lines = [f"# Dreamer training step: purerl vs danijar/dreamer (TensorFlow 2)\n",
+    lines = ["# Dreamer training step: purerl vs danijar/dreamer (TensorFlow 2)\n",
              f"Steps/s (median of {args.repeats} rounds of {args.updates} steps) at the "
              f"paper's sizes, batch {BATCH} x {LENGTH} of 64x64x3 frames, float32. Machine: "
              f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU. Command: "
