@@ -51,6 +51,7 @@ RUNS = {
     "sac_Pendulum-v1": "sac.py --num-seeds 8",
     "sac_dmc-cartpole-swingup": "sac.py --env dmc:cartpole-swingup --num-seeds 3",
     "dreamer_Pendulum-v1": "dreamer.py --env Pendulum-v1 --num-seeds 8",
+    "dreamer_dmc-cartpole-swingup": "dreamer.py --env dmc:cartpole-swingup --num-seeds 4",
 }
 
 

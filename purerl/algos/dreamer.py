@@ -154,6 +154,10 @@ class Config:
     """The actor's mean is mean_scale · tanh(μ / mean_scale)."""
     actor_min_std: float = 1e-4
     """Floor of the actor's σ."""
+    actor_entropy: float = 0.0
+    """Weight η of an entropy bonus in the actor loss, −η·mean log π(a|s) of the imagined
+    actions (DreamerV2's regulariser, Hafner et al. 2021, arXiv:2010.02193). 0 is
+    Dreamer v1, which has none."""
     mode_samples: int = 100
     """Samples the evaluation policy's mode is picked from."""
 
@@ -164,7 +168,8 @@ class Config:
                      "mode_samples"):
             check_range(self, name, 1)
         for name in ("learning_starts", "reward_layers", "value_layers", "actor_layers",
-                     "state_layers", "free_nats", "kl_scale", "expl_amount"):
+                     "state_layers", "free_nats", "kl_scale", "expl_amount",
+                     "actor_entropy"):
             check_range(self, name, 0)
         # One λ-return target needs two imagined states.
         check_range(self, "horizon", 2)
@@ -452,16 +457,17 @@ def world_model_loss(model, seq: dict, key, nets: Nets, cfg: Config):
     return loss, (base, metrics)
 
 
-def imagine(nets: Nets, model, actor, start: Latent, key, cfg: Config) -> jax.Array:
-    """``[H, N, F]`` features of s_1 … s_H imagined from ``start`` (``[N]``) with
-    reparameterised actions of π(stop_gradient(feat))."""
+def imagine(nets: Nets, model, actor, start: Latent, key, cfg: Config):
+    """``(feats [H, N, F], log_probs [H, N])``: the features of s_1 … s_H imagined from
+    ``start`` (``[N]``) with reparameterised actions of π(stop_gradient(feat)), and the
+    log-probability of each action a_0 … a_{H−1}."""
 
     def step(latent, key):
         k_action, k_state = jax.random.split(key)
         mean, std = actor_dist(nets, actor, jax.lax.stop_gradient(features(latent)), cfg)
-        action, _ = sample_action(mean, std, k_action)
+        action, log_prob = sample_action(mean, std, k_action)
         latent = img_step(nets, model, latent, action, k_state)
-        return latent, features(latent)
+        return latent, (features(latent), log_prob)
 
     return jax.lax.scan(step, start, jax.random.split(key, cfg.horizon))[1]
 
@@ -477,11 +483,13 @@ def imagined_returns(nets: Nets, model, value, feats, gamma, lam):
 
 
 def actor_loss(actor, params, start: Latent, key, nets: Nets, cfg: Config):
-    """−mean(w · V_λ) over imagined trajectories; returns ``(loss, (feats, V_λ, w))``."""
-    feats = imagine(nets, params["model"], actor, start, key, cfg)
+    """−mean(w · V_λ) (+ η · mean log π) over imagined trajectories; returns
+    ``(loss, (feats, V_λ, w, mean log π))``."""
+    feats, log_probs = imagine(nets, params["model"], actor, start, key, cfg)
     returns, weights = imagined_returns(nets, params["model"], params["value"], feats,
                                         cfg.gamma, cfg.lam)
-    return -(weights * returns).mean(), (feats, returns, weights)
+    loss = -(weights * returns).mean() + cfg.actor_entropy * log_probs.mean()
+    return loss, (feats, returns, weights, log_probs.mean())
 
 
 def value_loss(value, feats, returns, weights, nets: Nets):
@@ -509,7 +517,7 @@ def learner_step(state: State, seq: dict, key, nets: Nets, cfg: Config):
     (m_loss, (base, metrics)), g_model = jax.value_and_grad(world_model_loss, has_aux=True)(
         params["model"], seq, k_model, nets, cfg)
     start = jax.tree.map(lambda x: jax.lax.stop_gradient(x.reshape(-1, x.shape[-1])), base)
-    (a_loss, (feats, returns, weights)), g_actor = jax.value_and_grad(
+    (a_loss, (feats, returns, weights, log_prob)), g_actor = jax.value_and_grad(
         actor_loss, has_aux=True)(params["actor"], params, start, k_imagine, nets, cfg)
     v_loss, g_value = jax.value_and_grad(value_loss)(params["value"], feats, returns,
                                                      weights, nets)
@@ -520,7 +528,9 @@ def learner_step(state: State, seq: dict, key, nets: Nets, cfg: Config):
         new_params[name], new_opt[name] = _apply(opt, params[name], state.opt_state[name], grads)
         metrics[f"dreamer/{name}_grad_norm"] = optax.tree.norm(grads)
     metrics.update({"loss/actor": a_loss, "loss/value": v_loss,
-                    "dreamer/imagined_return": returns.mean()})
+                    "dreamer/imagined_return": returns.mean(),
+                    # High when the tanh saturates (its Jacobian term grows without bound).
+                    "dreamer/action_log_prob": log_prob})
     return State(new_params, new_opt, state.iteration + 1), metrics
 
 

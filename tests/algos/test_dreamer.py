@@ -3,6 +3,7 @@ loop), the tanh-Normal actor (distrax), the diagonal-Gaussian KL (distrax), the
 free-nats KL, imagination's start state and reward/value alignment on a deterministic
 toy model, the replay index convention, the carry, the mode; and a learning test."""
 
+import dataclasses
 import distrax
 import flax.linen as nn
 import jax
@@ -130,8 +131,9 @@ def test_imagination_starts_after_the_start_state_and_aligns_rewards_and_values(
     nets = nets._replace(rssm=CounterRSSM(), reward=Column(1), value=Column(1, 10.0))
     actor = nets.actor.init(jax.random.key(0), jnp.zeros((1, 3)))
     start = dreamer.Latent(*(jnp.zeros((2, 1)),) * 3, jnp.array([[0.0, 0.0], [7.0, 0.0]]))
-    feats = dreamer.imagine(nets, {"rssm": {}}, actor, start, jax.random.key(1), cfg)
-    assert feats.shape == (4, 2, 3)
+    feats, log_probs = dreamer.imagine(nets, {"rssm": {}}, actor, start, jax.random.key(1),
+                                       cfg)
+    assert feats.shape == (4, 2, 3) and log_probs.shape == (4, 2)
     # s_1 ... s_H: the first imagined state is one step after the start.
     np.testing.assert_allclose(feats[:, :, 1], [[1, 8], [2, 9], [3, 10], [4, 11]])
     returns, weights = dreamer.imagined_returns(nets, {"reward": {}}, {}, feats, 0.5, 1.0)
@@ -144,7 +146,26 @@ def test_imagination_starts_after_the_start_state_and_aligns_rewards_and_values(
     np.testing.assert_allclose(weights[:, 0], [1.0, 0.5, 0.25])
     # The actor's gradient runs through the dynamics: h1 accumulates its actions.
     g = jax.grad(lambda p: dreamer.imagine(nets, {"rssm": {}}, p, start,
-                                           jax.random.key(1), cfg)[-1, :, 2].sum())(actor)
+                                           jax.random.key(1), cfg)[0][-1, :, 2].sum())(actor)
+    assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0
+
+
+def test_the_entropy_bonus_adds_eta_times_the_mean_log_prob_of_imagined_actions():
+    cfg = dreamer.Config(**{**SMALL, "horizon": 4, "stoch_size": 1, "deter_size": 2})
+    nets = dreamer.make_nets(cfg, SPEC)
+    nets = nets._replace(rssm=CounterRSSM(), reward=Column(1), value=Column(1, 10.0))
+    actor = nets.actor.init(jax.random.key(0), jnp.zeros((1, 3)))
+    params = {"model": {"rssm": {}, "reward": {}}, "value": {}, "actor": actor}
+    start = dreamer.Latent(*(jnp.zeros((2, 1)),) * 3, jnp.array([[0.0, 0.0], [7.0, 0.0]]))
+    key = jax.random.key(1)
+    plain, _ = dreamer.actor_loss(actor, params, start, key, nets, cfg)
+    _, log_probs = dreamer.imagine(nets, params["model"], actor, start, key, cfg)
+    bonus = dataclasses.replace(cfg, actor_entropy=0.5)
+    loss, _ = dreamer.actor_loss(actor, params, start, key, nets, bonus)
+    np.testing.assert_allclose(loss, plain + 0.5 * log_probs.mean(), rtol=1e-6)
+    # The bonus has a gradient in the actor's parameters.
+    g = jax.grad(lambda p: dreamer.actor_loss(p, params, start, key, nets, bonus)[0]
+                 - dreamer.actor_loss(p, params, start, key, nets, cfg)[0])(actor)
     assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0
 
 
