@@ -237,15 +237,16 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
         env = purerl.envs.make(args.env)
         for point in combos:  # each passes the Config's checks
             dataclasses.replace(config, **point)
+        points = sweep.grid(**values)
+        fn, fn_args = sweep.program(algo, env, config, run, points, args.num_seeds,
+                                    args.seed)
     except (ValueError, TypeError) as e:
         raise UsageError(_with_flag(str(e))) from None
     out = _create_run_dir(args, algo, name)
-    points = sweep.grid(**values)
     num_points = len(next(iter(points.values())))
     print(f"{name} on {args.env}: sweep of {num_points} points "
           f"({', '.join(f'{k} in {v}' for k, v in values.items())}) x {args.num_seeds} "
           f"seeds, one program -> {out}")
-    fn, fn_args = sweep.program(algo, env, config, run, points, args.num_seeds, args.seed)
     t0 = time.perf_counter()
     compiled = fn.lower(*fn_args).compile()
     compile_seconds = time.perf_counter() - t0

@@ -98,6 +98,9 @@ def program(algo, env, config, run_config, points: dict, seeds: int, seed: int =
                            batch_size=None if batch_points == 1 else batch_points)
 
     devices = jax.devices()
+    if distributed.is_multiprocess() and seeds % len(devices):
+        raise ValueError(f"seeds ({seeds}) must be a multiple of the {len(devices)} devices "
+                         f"of the {jax.process_count()} processes")
     if len(devices) == 1 or seeds % len(devices):
         return jax.jit(all_points), (values, keys)
     mesh = Mesh(np.array(devices), ("seed",))

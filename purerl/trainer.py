@@ -43,6 +43,10 @@ class Trainer:
                 raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
             init, block = jax.vmap(init), jax.vmap(block)
             devices = jax.devices()
+            if distributed.is_multiprocess() and num_seeds % len(devices):
+                raise ValueError(f"num_seeds ({num_seeds}) must be a multiple of the "
+                                 f"{len(devices)} devices of the {jax.process_count()} "
+                                 f"processes: each process holds a shard of the seeds")
             if shard and len(devices) > 1 and num_seeds % len(devices) == 0:
                 mesh = Mesh(np.array(devices), ("seed",))
                 self.sharding = NamedSharding(mesh, PartitionSpec("seed"))

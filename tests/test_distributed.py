@@ -92,6 +92,14 @@ def test_two_processes_stop_on_divergence_and_resume_from_the_checkpoint(tmp_pat
     assert np.isfinite(results["final_returns"]).all()
 
 
+def test_seeds_that_do_not_divide_over_the_processes_devices_are_refused(tmp_path):
+    codes, outs = _two_processes("experiments/ppo.py", *TINY[:2], "--num-seeds", "3",
+                                 "--no-progress", "--out", str(tmp_path / "run"))
+    assert codes == [2, 2], outs
+    assert "num_seeds (3) must be a multiple of the 4 devices of the 2 processes" in outs[0][1]
+    assert not (tmp_path / "run").exists()  # nothing written on a usage error
+
+
 def _flatten(tree, prefix=""):
     if isinstance(tree, dict):
         out = {}
