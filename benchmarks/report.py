@@ -170,6 +170,15 @@ def speed_table() -> str:
         lines.append(f"| {title} | {setting} | {unit} | {_rate(ours)} | {peer} | "
                      f"{_rate(theirs)} | {ours / theirs:.2f}x | "
                      f"[{name}.md](benchmarks/results/{name}.md) |")
+    dreamer = _load("dreamer_update")
+    if dreamer and dreamer.get("pendulum"):
+        lines += ["", "| whole run, training included | seeds | env-steps/s (all seeds) | "
+                  "wall + compile (s) | source |", "|---|---:|---:|---:|---|"]
+        for r in dreamer["pendulum"]:
+            lines.append(f"| Dreamer, Pendulum-v1 preset, {r['total_steps']:,} steps | "
+                         f"{r['num_seeds']} | {_rate(r['env_steps_per_second'])} | "
+                         f"{r['wall_seconds']:,.0f} + {r['compile_seconds']:.0f} | "
+                         f"[dreamer_update.md](benchmarks/results/dreamer_update.md) |")
     cost = _load("update_cost")
     if cost:
         lines += ["", "| update, in the training loop (defaults) | env | ms per update | "
