@@ -21,13 +21,9 @@ import orbax.checkpoint as ocp
 from purerl import distributed
 
 
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _to_saveable(tree):
     # orbax stores plain arrays: typed PRNG keys go as their uint32 data.
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    return jax.tree.map(lambda x: jax.random.key_data(x) if distributed.is_key(x) else x, tree)
 
 
 def _checkpointer():
@@ -96,7 +92,7 @@ def restore(root: str, like: Any) -> tuple[Any, dict]:
     checkpointer.close()
     restored = jax.tree.map(
         lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
-        if _is_key(ref)
+        if distributed.is_key(ref)
         else jnp.asarray(x),
         data,
         like,

@@ -26,6 +26,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
@@ -72,8 +73,23 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def _is_key(x) -> bool:
+def is_key(x) -> bool:
+    """True for a typed PRNG key array (which numpy and orbax cannot hold as such)."""
     return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def seed_sharding(num_seeds: int, shard: bool = True):
+    """The ``NamedSharding`` of a leading seed axis over all devices (every process's),
+    or None when there is one device, ``shard`` is off or the seeds do not divide
+    evenly; across processes the seeds must divide (each process holds a shard)."""
+    devices = jax.devices()
+    if is_multiprocess() and num_seeds % len(devices):
+        raise ValueError(f"num_seeds ({num_seeds}) must be a multiple of the "
+                         f"{len(devices)} devices of the {jax.process_count()} "
+                         f"processes: each process holds a shard of the seeds")
+    if not shard or len(devices) == 1 or num_seeds % len(devices):
+        return None
+    return NamedSharding(Mesh(np.array(devices), ("seed",)), PartitionSpec("seed"))
 
 
 def to_host(tree):
@@ -87,7 +103,7 @@ def to_host(tree):
     def gather(x):
         if not isinstance(x, jax.Array) or x.is_fully_addressable:
             return jax.device_get(x)
-        if _is_key(x):
+        if is_key(x):
             data = multihost_utils.process_allgather(jax.random.key_data(x), tiled=True)
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         return multihost_utils.process_allgather(x, tiled=True)
@@ -101,7 +117,7 @@ def to_global(tree, sharding):
     def put(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             return x  # global already
-        if _is_key(x):
+        if is_key(x):
             data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         return jax.device_put(np.asarray(x), sharding)

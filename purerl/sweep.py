@@ -23,8 +23,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purerl import config as config_lib
@@ -97,16 +96,12 @@ def program(algo, env, config, run_config, points: dict, seeds: int, seed: int =
         return jax.lax.map(lambda v: train(v, keys), values,
                            batch_size=None if batch_points == 1 else batch_points)
 
-    devices = jax.devices()
-    if distributed.is_multiprocess() and seeds % len(devices):
-        raise ValueError(f"seeds ({seeds}) must be a multiple of the {len(devices)} devices "
-                         f"of the {jax.process_count()} processes")
-    if len(devices) == 1 or seeds % len(devices):
+    sharding = distributed.seed_sharding(seeds)
+    if sharding is None:
         return jax.jit(all_points), (values, keys)
-    mesh = Mesh(np.array(devices), ("seed",))
-    shardings = (NamedSharding(mesh, P()), NamedSharding(mesh, P("seed")))
+    shardings = (NamedSharding(sharding.mesh, P()), sharding)
     fn = jax.jit(all_points, in_shardings=shardings,
-                 out_shardings=NamedSharding(mesh, P(None, "seed")))
+                 out_shardings=NamedSharding(sharding.mesh, P(None, "seed")))
     # Placed first: across processes (purerl.distributed) the devices are everyone's.
     args = tuple(distributed.to_global(a, sh) for a, sh in zip((values, keys), shardings))
     return fn, args

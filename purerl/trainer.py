@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from purerl import checkpoint, distributed
 from purerl.config import RunConfig
@@ -42,14 +41,7 @@ class Trainer:
             if num_seeds < 1:
                 raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
             init, block = jax.vmap(init), jax.vmap(block)
-            devices = jax.devices()
-            if distributed.is_multiprocess() and num_seeds % len(devices):
-                raise ValueError(f"num_seeds ({num_seeds}) must be a multiple of the "
-                                 f"{len(devices)} devices of the {jax.process_count()} "
-                                 f"processes: each process holds a shard of the seeds")
-            if shard and len(devices) > 1 and num_seeds % len(devices) == 0:
-                mesh = Mesh(np.array(devices), ("seed",))
-                self.sharding = NamedSharding(mesh, PartitionSpec("seed"))
+            self.sharding = distributed.seed_sharding(num_seeds, shard)
         # init is cheap: it runs on one device and its result is resharded.
         self._init = jax.jit(init)
         if self.sharding is None:
