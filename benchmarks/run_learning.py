@@ -50,6 +50,10 @@ RUNS = {
     "acktr_Pendulum-v1": "acktr.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",
     "sac_Pendulum-v1": "sac.py --num-seeds 8",
     "sac_dmc-cartpole-swingup": "sac.py --env dmc:cartpole-swingup --num-seeds 3",
+    # The same task in JAX (purerl.envs.mjx, dm_control's solver): one program, 8 seeds.
+    "sac_mjx-cartpole-swingup": "sac.py --env mjx:cartpole-swingup --num-seeds 8",
+    "ppo_mjx-cartpole-swingup": "ppo.py --env mjx:cartpole-swingup --num-seeds 8",
+    "ppo_mjx-cartpole-balance": "ppo.py --env mjx:cartpole-balance --num-seeds 8",
     "dreamer_Pendulum-v1": "dreamer.py --env Pendulum-v1 --num-seeds 8",
     "dreamer_dmc-cartpole-swingup": "dreamer.py --env dmc:cartpole-swingup --num-seeds 4",
 }

@@ -24,6 +24,15 @@ PRESETS = {
         num_minibatches=16, gamma=0.95, lr=1e-3, ent_coef=0.0, clip_value=False,
         reward_scale=0.1,
     ),
+    # dm_control in JAX (purerl.envs.mjx), the whole loop one program: CleanRL's
+    # ppo_continuous_action setting for dm_control (2048 steps per update, 10 epochs of
+    # 32 minibatches, lr 3e-4, γ 0.99, λ 0.95, observation normalisation), 1M env steps,
+    # as 16 envs x 128 steps per seed; rewards in [0, 1] scaled by 0.1.
+    **{env_id: dict(total_steps=1_000_000, num_envs=16, num_steps=128, num_epochs=10,
+                    num_minibatches=32, lr=3e-4, gamma=0.99, gae_lambda=0.95,
+                    ent_coef=0.0, clip_value=False, reward_scale=0.1,
+                    normalize_obs=True, num_eval_envs=4)
+       for env_id in ("mjx:cartpole-swingup", "mjx:cartpole-balance")},
 }
 
 if __name__ == "__main__":

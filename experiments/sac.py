@@ -36,6 +36,10 @@ PRESETS = {
                                  # 100k and 512, to fit this 24 GB, 2-core machine.
                                  pixels=dict(buffer_size=20_000, batch_size=128,
                                              hidden_sizes=(1024, 1024))),
+    # The same task and settings in JAX (purerl.envs.mjx): the whole loop one program.
+    "mjx:cartpole-swingup": dict(total_steps=25_000, action_repeat=8, lr=1e-3,
+                                 init_alpha=0.1, tau=0.01, learning_starts=1000,
+                                 num_eval_envs=5),
 }
 
 if __name__ == "__main__":

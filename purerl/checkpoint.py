@@ -22,8 +22,17 @@ from purerl import distributed
 
 
 def _to_saveable(tree):
-    # orbax stores plain arrays: typed PRNG keys go as their uint32 data.
-    return jax.tree.map(lambda x: jax.random.key_data(x) if distributed.is_key(x) else x, tree)
+    # orbax stores plain arrays: typed PRNG keys go as their uint32 data. It refuses
+    # empty arrays (an MJX model without actuator activations has ``data.act`` of
+    # shape (0,)): they go as one zero; ``restore`` takes their shape from ``like``.
+    def saveable(x):
+        if distributed.is_key(x):
+            return jax.random.key_data(x)
+        if np.size(x) == 0:
+            return np.zeros(1, np.asarray(x).dtype)
+        return x
+
+    return jax.tree.map(saveable, tree)
 
 
 def _checkpointer():
@@ -90,11 +99,12 @@ def restore(root: str, like: Any) -> tuple[Any, dict]:
     checkpointer = _checkpointer()
     data = checkpointer.restore(path, abstract)
     checkpointer.close()
-    restored = jax.tree.map(
-        lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
-        if distributed.is_key(ref)
-        else jnp.asarray(x),
-        data,
-        like,
-    )
+    def unpack(x, ref):
+        if distributed.is_key(ref):
+            return jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
+        if np.size(ref) == 0:
+            return jnp.zeros(np.shape(ref), np.asarray(x).dtype)
+        return jnp.asarray(x)
+
+    restored = jax.tree.map(unpack, data, like)
     return restored, pointer

@@ -22,8 +22,11 @@ from purerl.config import RunConfig, field_docs, float_fields
 from purerl.run_loop import UsageError, host_driver, jit_driver, run_experiment
 
 HOST_PREFIXES = ("gymnasium:", "dmc:")
-# Options of make_host that a preset may set (dm_control: DrQ's conventions).
-ENV_OPTIONS = ("action_repeat", "frame_stack", "image_size")
+# Options of make_host (or, for mjx: ids, make_mjx) that a preset may set
+# (dm_control: DrQ's conventions).
+HOST_OPTIONS = ("action_repeat", "frame_stack", "image_size")
+ENV_OPTIONS = (*HOST_OPTIONS, "solver")
+MJX_PREFIX = "mjx:"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,12 +114,18 @@ def build_parser(algo, default_env: str, epilog: str | None = None) -> argparse.
     phases.add_argument("--freeze", type=_parse_names, default=(), metavar="GROUPS",
                         help="parameter groups that no update changes")
     host = parser.add_argument_group(
-        "host environments (--env gymnasium:<id> or dmc:<domain>-<task>)")
+        "dm_control environments (--env dmc:<domain>-<task> on the host, "
+        "mjx:<domain>-<task> in JAX)")
     host.add_argument("--pixels", action="store_true",
                       help="dm_control: observe RGB renders (uint8, 84x84 unless "
                            "--image-size or the preset says otherwise)")
     host.add_argument("--action-repeat", type=int, default=None,
-                      help="dm_control: repeat each action (default: the preset's, or 1)")
+                      help="dm_control (dmc: and mjx:): repeat each action (default: the "
+                           "preset's, or 1)")
+    host.add_argument("--solver", choices=("dmc", "fast"), default=None,
+                      help="mjx: only: MuJoCo solver options, dm_control's (dmc) or fewer "
+                           "iterations (fast; see purerl.envs.mjx) (default: the preset's, "
+                           "or dmc)")
     host.add_argument("--frame-stack", type=int, default=None,
                       help="dm_control: stack the last frames (default: the preset's, "
                            "or 3 with --pixels, 1 without)")
@@ -155,7 +164,7 @@ def env_options(args, presets: dict) -> dict:
     """``make_host`` options: preset <- command line (dm_control defaults: DrQ's)."""
     preset = _preset(args, presets)
     options = {"pixels": bool(getattr(args, "pixels", False))}
-    for name in ENV_OPTIONS:
+    for name in HOST_OPTIONS:
         given = getattr(args, name, None)
         options[name] = given if given is not None else preset.get(name)
     if options["frame_stack"] is None:
@@ -165,6 +174,27 @@ def env_options(args, presets: dict) -> dict:
     if options["image_size"] is None:  # make_host's default
         del options["image_size"]
     return options
+
+
+def mjx_options(args, presets: dict) -> dict:
+    """``make_mjx`` options of an ``mjx:`` id: preset <- command line."""
+    preset = _preset(args, presets)
+    options = {}
+    for name, default in (("action_repeat", 1), ("solver", "dmc")):
+        given = getattr(args, name, None)
+        options[name] = given if given is not None else preset.get(name, default)
+    return options
+
+
+def make_jax_env(args, presets: dict):
+    """``(env, extra results)`` of a pure-JAX ``--env``: ``mjx:`` ids with their
+    options (recorded in results.json as ``env_options``), others as they are."""
+    import purerl
+
+    if args.env.startswith(MJX_PREFIX):
+        options = mjx_options(args, presets)
+        return purerl.envs.make(args.env, **options), {"env_options": options}
+    return purerl.envs.make(args.env), {}
 
 
 def resolve_config(algo, args, presets: dict):
@@ -234,7 +264,7 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
     combos = [dict(zip(values, c)) for c in itertools.product(*values.values())]
     try:
         config, run = resolve_config(algo, args, presets)
-        env = purerl.envs.make(args.env)
+        env, _ = make_jax_env(args, presets)
         for point in combos:  # each passes the Config's checks
             dataclasses.replace(config, **point)
         points = sweep.grid(**values)
@@ -380,11 +410,15 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         if host and distributed.is_multiprocess():
             raise UsageError(f"--env {args.env}: a multi-process run needs a pure-JAX env "
                              f"(host envs step in one process)")
-        if not host and (args.pixels or args.action_repeat or args.frame_stack
-                         or args.image_size):
+        mjx = args.env.startswith(MJX_PREFIX)
+        if not host and (args.pixels or args.frame_stack or args.image_size
+                         or (args.action_repeat and not mjx)):
             raise UsageError(
-                "--pixels, --action-repeat, --frame-stack and --image-size are host-env "
-                "options (--env dmc:<domain>-<task>)")
+                "--pixels, --action-repeat, --frame-stack and --image-size are dm_control "
+                "options (--env dmc:<domain>-<task>; mjx:<domain>-<task> takes "
+                "--action-repeat)")
+        if args.solver and not mjx:
+            raise UsageError("--solver is an option of mjx:<domain>-<task> envs")
         start = args.snapshot
         if args.sweep:
             return run_sweep(algo, args, presets, host)
@@ -399,8 +433,8 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
                     driver = host_driver(algo, config, run, phase_args,
                                           env_options(args, presets), freeze)
                 else:
-                    driver = jit_driver(algo, purerl.envs.make(args.env), config, run,
-                                         phase_args, freeze)
+                    env, extra = make_jax_env(args, presets)
+                    driver = jit_driver(algo, env, config, run, phase_args, freeze, extra)
                 if phase.from_snapshot and start is None:
                     raise ValueError(
                         f"--phase {phase_name} starts from a snapshot: give --snapshot DIR "
@@ -453,7 +487,7 @@ RUN_FILE = "run.json"
 # The command-line settings a run directory remembers (with every Config and RunConfig
 # field given), so that ``--resume --out DIR`` alone continues the same run.
 REMEMBERED = ("env", "num_seeds", "seed", "phase", "snapshot", "restore", "freeze",
-              "pixels", "action_repeat", "frame_stack", "image_size")
+              "pixels", "action_repeat", "frame_stack", "image_size", "solver")
 DEFAULTS = {"num_seeds": 8, "seed": 0}
 
 

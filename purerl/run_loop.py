@@ -72,7 +72,7 @@ class Driver(NamedTuple):
     spec: Any  # the env's EnvSpec
 
 
-def jit_driver(algo, env, config, run, args, freeze=()) -> Driver:
+def jit_driver(algo, env, config, run, args, freeze=(), extra=None) -> Driver:
     import jax
 
     import purerl
@@ -93,7 +93,8 @@ def jit_driver(algo, env, config, run, args, freeze=()) -> Driver:
         return runner, jax.tree.map(lambda x: x[0], metrics)
 
     return Driver(lambda key: trainer.init(key), prepare, block, trainer.schedule,
-                  lambda: trainer.compile_seconds, lambda: 0, lambda: None, {}, env.spec)
+                  lambda: trainer.compile_seconds, lambda: 0, lambda: None, extra or {},
+                  env.spec)
 
 
 def host_driver(algo, config, run, args, options, freeze=()) -> Driver:

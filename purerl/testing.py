@@ -68,3 +68,63 @@ def train_fn(algo, env, **fields):
     from purerl.loops import make_train
 
     return make_train(algo, env, *split_config(algo, **fields))
+
+
+def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
+                           seed: int = 0, one_step: bool = False) -> dict:
+    """Step an ``mjx:`` env and dm_control's own env side by side.
+
+    Both start from dm_control's initial state of ``suite.load(..., random=seed)``
+    (copied into the MJX data: ``qpos``, ``qvel``, the solver's warm start; the
+    reacher's target) and take the same uniform random actions (``seed``). With
+    ``one_step`` the MJX env restarts from dm_control's state before every step, so
+    each step's error is that step's own (no compounding through chaotic contacts).
+    The MJX env runs in float64 when ``jax_enable_x64`` is on.
+
+    Returns numpy arrays over the ``horizon`` steps: ``reward`` and ``reward_dmc``,
+    ``obs_error`` (the max absolute error of the step's observation, from
+    ``info["final_obs"]``), and ``truncated`` / ``truncated_dmc``.
+    """
+    from dm_control import suite
+
+    from purerl.envs import make
+    from purerl.envs.host import _flatten
+    from purerl.envs.mjx import TASKS
+
+    env = make(env_id, solver=solver)
+    task = TASKS[env_id.removeprefix("mjx:")]
+    dmc = suite.load(task.domain, task.task, task_kwargs={"random": seed})
+    dmc.reset()
+    physics = dmc.physics
+    state, _ = jax.jit(env.reset)(jax.random.key(seed))
+    dtype = state.data.qpos.dtype
+    if task.domain == "reacher":
+        state = state.replace(target=jnp.asarray(physics.named.model.geom_pos["target", :2],
+                                                 dtype))
+
+    def synced(state):
+        d = state.data.replace(**{
+            name: jnp.asarray(getattr(physics.data, name), dtype)
+            for name in ("qpos", "qvel", "qacc_warmstart")})
+        return state.replace(data=d, steps=jnp.int32(dmc._step_count))
+
+    step = jax.jit(env.step)
+    actions = np.random.default_rng(seed).uniform(
+        -1, 1, (horizon, *env.spec.action_space.shape)).astype(np.float32)
+    out = {k: np.zeros(horizon) for k in ("reward", "reward_dmc", "obs_error")}
+    out.update(truncated=np.zeros(horizon, bool), truncated_dmc=np.zeros(horizon, bool))
+    state = synced(state)
+    key = jax.random.key(seed + 1)
+    for t in range(horizon):
+        if one_step:
+            state = synced(state)
+        state, ts = step(state, actions[t], key)
+        time_step = dmc.step(actions[t].astype(np.float64))
+        out["reward"][t] = float(ts.reward)
+        out["reward_dmc"][t] = time_step.reward
+        out["obs_error"][t] = np.abs(np.asarray(ts.info["final_obs"], np.float64)
+                                     - _flatten(time_step.observation)).max()
+        out["truncated"][t] = bool(ts.truncated)
+        out["truncated_dmc"][t] = time_step.last()
+    dmc.close()
+    return out

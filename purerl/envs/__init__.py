@@ -25,9 +25,10 @@ GYMNAX_IDS = (
 
 def known_ids() -> tuple[str, ...]:
     from purerl.envs.maze import maze_ids
+    from purerl.envs.mjx import mjx_ids
     from purerl.envs.probes import PROBES
 
-    return GYMNAX_IDS + tuple(PROBES) + maze_ids()
+    return GYMNAX_IDS + tuple(PROBES) + maze_ids() + mjx_ids()
 
 
 def make(env_id: str, **params) -> Env:
@@ -36,7 +37,8 @@ def make(env_id: str, **params) -> Env:
     Args:
       env_id: one of ``known_ids()``.
       **params: overrides of the environment's parameters (e.g.
-        ``max_steps_in_episode=200``).
+        ``max_steps_in_episode=200``); for ``mjx:`` ids the options of
+        ``purerl.envs.mjx.make_mjx`` (``solver``, ``action_repeat``).
 
     Raises:
       ValueError: for an unknown id, listing the known ones.
@@ -46,6 +48,14 @@ def make(env_id: str, **params) -> Env:
 
     if env_id in maze_ids():
         return make_maze(env_id, **params)
+    if env_id.startswith("mjx:"):
+        from purerl.envs.mjx import make_mjx
+
+        unknown = sorted(set(params) - {"solver", "action_repeat"})
+        if unknown:
+            raise ValueError(f"bad parameters for {env_id}: {unknown}; mjx envs take "
+                             "solver and action_repeat")
+        return make_mjx(env_id, **params)
     if env_id in PROBES:
         env = PROBES[env_id]()
         default_params = env.default_params

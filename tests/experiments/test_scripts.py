@@ -395,8 +395,14 @@ def test_sac_script_on_dm_control_pixels(tmp_path):
         (["--no-such-flag", "1"], "unrecognized arguments"),
         (["--resume", "--out", "/nonexistent/run"], "--resume: no checkpoint"),
         (["--pixels"], "--pixels, --action-repeat, --frame-stack and --image-size are "
-                       "host-env options"),
-        (["--image-size", "64"], "--image-size are host-env options"),
+                       "dm_control options"),
+        (["--image-size", "64"], "--image-size are dm_control options"),
+        (["--solver", "fast"], "--solver is an option of mjx:<domain>-<task> envs"),
+        (["--env", "mjx:cartpole-swingup", "--pixels"], "mjx:<domain>-<task> takes "
+                                                        "--action-repeat"),
+        (["--env", "mjx:cartpole-swingup", "--action-repeat", "0"],
+         "action_repeat must be an integer >= 1, got 0"),
+        (["--env", "mjx:cartpole-run"], "unknown mjx id 'mjx:cartpole-run'"),
     ],
 )
 def test_bad_arguments_get_one_line(args, message):
