@@ -193,6 +193,49 @@ def speed_table() -> str:
     return "\n".join(lines)
 
 
+def mjx_tables() -> str:
+    """``mjx:`` tasks: the fidelity against dm_control and the env throughput
+    (``mjx_fidelity.json``, ``mjx_throughput.json``)."""
+    lines = []
+    fidelity = _load("mjx_fidelity")
+    if fidelity:
+        lines += ["mjx: tasks against dm_control, whole episodes "
+                  f"({fidelity['horizon']} steps, random actions held "
+                  f"{fidelity.get('hold', 1)} steps; one step = restarted from "
+                  "dm_control's state each step; max absolute errors; "
+                  "[mjx_fidelity.md](benchmarks/results/mjx_fidelity.md)):", "",
+                  "| task | solver | precision | reward err, one step | obs err, one step | "
+                  "return mjx (open loop) | return dm_control |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for r in fidelity["rows"]:
+            o, one = r["open_loop"], r["one_step"]
+            lines.append(f"| {r['task']} | {r['solver']} | {r['precision']} | "
+                         f"{one['max_reward_error']:.1e} | {one['max_obs_error']:.1e} | "
+                         f"{o['return']:.2f} | {o['return_dmc']:.2f} |")
+        lines.append("")
+    speed = _load("mjx_throughput")
+    if speed:
+        envs = sorted({r["num_envs"] for r in speed["mjx"]})
+        lines += ["mjx: env steps/s under jit(vmap), compile seconds in brackets, against "
+                  "dm_control stepped on the host "
+                  "([mjx_throughput.md](benchmarks/results/mjx_throughput.md)):", "",
+                  "| task | solver | " + " | ".join(f"{n} envs" for n in envs)
+                  + " | dm_control, 1 env | best / dm_control |",
+                  "|---|---|" + "---:|" * (len(envs) + 2)]
+        for task, host in speed["dm_control_host"].items():
+            for solver in ("dmc", "fast"):
+                rs = {r["num_envs"]: r for r in speed["mjx"]
+                      if r["task"] == task and r["solver"] == solver}
+                if not rs:
+                    continue
+                cells = [f"{_rate(rs[n]['steps_per_second'])} "
+                         f"({rs[n]['compile_seconds']:.0f})" if n in rs else "" for n in envs]
+                best = max(r["steps_per_second"] for r in rs.values())
+                lines.append(f"| {task} | {solver} | " + " | ".join(cells)
+                             + f" | {_rate(host)} | {best / host:.1f}x |")
+    return "\n".join(lines)
+
+
 def _stat(s) -> str:
     if not s:
         return ""
@@ -202,7 +245,7 @@ def _stat(s) -> str:
 def block() -> str:
     return "\n".join([BEGIN, "", learning_table(), "", exploration_tables(), "",
                       "Speed (each benchmark's machine and command in its source file):", "",
-                      speed_table(), END])
+                      speed_table(), "", mjx_tables(), END])
 
 
 def readme_block(text: str) -> str:

@@ -39,7 +39,8 @@ def versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "machine": platform.machine()}
-    for name in ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax"):
+    for name in ("purerl", "jax", "jaxlib", "flax", "optax", "chex", "distrax", "gymnax",
+                 "mujoco", "mujoco-mjx", "dm_control"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:

@@ -5,6 +5,8 @@ PRNG keys compared through their key data); ``random_batch`` builds a rollout ba
 with every field the on-policy algorithms read, for shape and compilation tests.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,13 +72,24 @@ def train_fn(algo, env, **fields):
     return make_train(algo, env, *split_config(algo, **fields))
 
 
+@functools.cache
+def _jitted_mjx(env_id: str, solver: str, x64: bool):
+    """``(env, jit(reset), jit(step))``, compiled once per setting and precision."""
+    from purerl.envs import make
+
+    env = make(env_id, solver=solver)
+    return env, jax.jit(env.reset), jax.jit(env.step)
+
+
 def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
-                           seed: int = 0, one_step: bool = False) -> dict:
+                           seed: int = 0, one_step: bool = False, hold: int = 1) -> dict:
     """Step an ``mjx:`` env and dm_control's own env side by side.
 
     Both start from dm_control's initial state of ``suite.load(..., random=seed)``
     (copied into the MJX data: ``qpos``, ``qvel``, the solver's warm start; the
-    reacher's target) and take the same uniform random actions (``seed``). With
+    reacher's target) and take the same uniform random actions (``seed``), each held
+    for ``hold`` steps (held actions travel further: they reach the rewarding states
+    that independent draws rarely do). With
     ``one_step`` the MJX env restarts from dm_control's state before every step, so
     each step's error is that step's own (no compounding through chaotic contacts).
     The MJX env runs in float64 when ``jax_enable_x64`` is on.
@@ -87,30 +100,31 @@ def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
     """
     from dm_control import suite
 
-    from purerl.envs import make
     from purerl.envs.host import _flatten
     from purerl.envs.mjx import TASKS
 
-    env = make(env_id, solver=solver)
+    env, reset, step = _jitted_mjx(env_id, solver, bool(jax.config.jax_enable_x64))
     task = TASKS[env_id.removeprefix("mjx:")]
     dmc = suite.load(task.domain, task.task, task_kwargs={"random": seed})
     dmc.reset()
     physics = dmc.physics
-    state, _ = jax.jit(env.reset)(jax.random.key(seed))
+    state, _ = reset(jax.random.key(seed))
     dtype = state.data.qpos.dtype
     if task.domain == "reacher":
         state = state.replace(target=jnp.asarray(physics.named.model.geom_pos["target", :2],
                                                  dtype))
 
     def synced(state):
+        # Copies: jax may alias a float64 numpy buffer, which dm_control's next step
+        # overwrites while our step (dispatched asynchronously) still reads it.
         d = state.data.replace(**{
-            name: jnp.asarray(getattr(physics.data, name), dtype)
+            name: jnp.array(np.array(getattr(physics.data, name)), dtype)
             for name in ("qpos", "qvel", "qacc_warmstart")})
         return state.replace(data=d, steps=jnp.int32(dmc._step_count))
 
-    step = jax.jit(env.step)
     actions = np.random.default_rng(seed).uniform(
-        -1, 1, (horizon, *env.spec.action_space.shape)).astype(np.float32)
+        -1, 1, (-(-horizon // hold), *env.spec.action_space.shape)).astype(np.float32)
+    actions = np.repeat(actions, hold, axis=0)[:horizon]
     out = {k: np.zeros(horizon) for k in ("reward", "reward_dmc", "obs_error")}
     out.update(truncated=np.zeros(horizon, bool), truncated_dmc=np.zeros(horizon, bool))
     state = synced(state)

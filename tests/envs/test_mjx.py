@@ -7,6 +7,10 @@ The 1000-step comparison of both solver settings is a benchmark
 """
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -138,11 +142,19 @@ def test_rollout_equals_dm_controls_in_float32(name):
 
 def test_walker_rollout_in_float64_equals_dm_controls_to_float32_rounding():
     """With ``jax_enable_x64`` the physics is float64, as MuJoCo's; what remains is the
-    rounding of the float32 observation and reward."""
-    with jax.enable_x64(True):
-        out = mjx_against_dm_control("mjx:walker-walk", 30)
-    np.testing.assert_allclose(out["reward"], out["reward_dmc"], atol=1e-6)
-    assert out["obs_error"].max() < 1e-5, out["obs_error"]
+    rounding of the float32 observation and reward. (Its own process: x64 is
+    process-wide.)"""
+    script = (
+        "import json, numpy as np\n"
+        "from purerl.testing import mjx_against_dm_control\n"
+        "out = mjx_against_dm_control('mjx:walker-walk', 30)\n"
+        "print(json.dumps([float(np.abs(out['reward'] - out['reward_dmc']).max()),"
+        " float(out['obs_error'].max())]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=dict(os.environ, JAX_ENABLE_X64="1"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reward_error, obs_error = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert reward_error < 1e-6 and obs_error < 1e-5, (reward_error, obs_error)
 
 
 # --- initial states --------------------------------------------------------------------

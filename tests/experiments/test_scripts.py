@@ -1,5 +1,6 @@
 """The experiment-script contract and the benchmark runner, end to end with tiny budgets."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -47,6 +48,25 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
 
     # Resuming a finished run restores it and changes nothing.
     proc = run("experiments/ppo.py", *TINY, "--out", str(out), "--resume")
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((out / "results.json").read_text())
+    assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco.mjx") is None,
+                    reason="needs the [dmc] extra (mujoco-mjx)")
+def test_ppo_script_on_an_mjx_task_in_one_program_resumes(tmp_path):
+    """dm_control's pendulum in JAX: the options reach the env and results.json, steps
+    count agent steps, and the checkpoint (MJX data, empty arrays included) restores."""
+    out = tmp_path / "run"
+    args = ["experiments/ppo.py", "--env", "mjx:pendulum-swingup", "--action-repeat", "4",
+            "--solver", "fast", *TINY, "--out", str(out)]
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["env_options"] == {"action_repeat": 4, "solver": "fast"}
+    assert results["step_unit"] == "agent steps" and results["total_frames"] == 4096
+    proc = run(*args, "--resume")
     assert proc.returncode == 0, proc.stderr
     again = json.loads((out / "results.json").read_text())
     assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
