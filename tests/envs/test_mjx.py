@@ -250,11 +250,16 @@ def test_bad_options_are_refused_by_name():
         make("mjx:cartpole-swingup", pixels=True)
 
 
-def test_fast_solver_changes_only_the_solver_iterations():
-    exact, fast = M.load_physics("walker-walk")[0], M.load_physics("walker-walk", "fast")[0]
+def test_fast_solver_changes_only_the_solver_iterations_and_contact_cap():
+    exact, fast = (M.load_physics("walker-walk", s)[1] for s in ("dmc", "fast"))
     assert (exact.opt.iterations, exact.opt.ls_iterations) == (100, 50)
     assert (fast.opt.iterations, fast.opt.ls_iterations) == (
         M.FAST_SOLVER["iterations"], M.FAST_SOLVER["ls_iterations"])
+    assert exact.nnumeric == 0 and fast.nnumeric == 1
+    assert fast.numeric_data[0] == M.FAST_SOLVER["max_contact_points"]
+    for field in ("body_mass", "geom_size", "geom_friction", "jnt_range", "actuator_gear",
+                  "dof_damping", "qpos0"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(exact, field))
     assert exact.opt.timestep == fast.opt.timestep and exact.opt.solver == fast.opt.solver
 
 
