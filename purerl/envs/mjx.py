@@ -335,8 +335,7 @@ TASKS = {
              geom_size={"target": 0.015}),
         Task("cheetah", "run", _cheetah_init, _cheetah_observe, _cheetah_reward,
              settle_steps=200, subtree_vel=True),
-        Task("walker", "stand", _joints_init, _walker_observe, _walker_reward(0),
-             subtree_vel=True),
+        Task("walker", "stand", _joints_init, _walker_observe, _walker_reward(0)),
         Task("walker", "walk", _joints_init, _walker_observe, _walker_reward(1),
              subtree_vel=True),
         Task("walker", "run", _joints_init, _walker_observe, _walker_reward(8),
@@ -511,6 +510,8 @@ def make_mjx(env_id: str, *, solver: str = "dmc", action_repeat: int = 1) -> Env
             d, steps, total = carry
             new = sync(physics_steps(d, n_sub_steps))
             reward = task.reward(new, state.target, info).astype(jnp.float32)
+            if EPISODE_CONTROL_STEPS % action_repeat == 0:  # every agent step runs k
+                return (new, steps + 1, total + reward), None
             live = steps < EPISODE_CONTROL_STEPS  # the last agent step may run fewer
             d = jax.tree.map(lambda a, b: jnp.where(live, a, b), new, d)
             return (d, steps + live, total + jnp.where(live, reward, 0.0)), None
