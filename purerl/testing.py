@@ -82,7 +82,8 @@ def _jitted_mjx(env_id: str, solver: str, x64: bool):
 
 
 def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
-                           seed: int = 0, one_step: bool = False, hold: int = 1) -> dict:
+                           seed: int = 0, one_step: bool = False, hold: int = 1,
+                           prepare=None) -> dict:
     """Step an ``mjx:`` env and dm_control's own env side by side.
 
     Both start from dm_control's initial state of ``suite.load(..., random=seed)``
@@ -92,7 +93,9 @@ def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
     that independent draws rarely do). With
     ``one_step`` the MJX env restarts from dm_control's state before every step, so
     each step's error is that step's own (no compounding through chaotic contacts).
-    The MJX env runs in float64 when ``jax_enable_x64`` is on.
+    The MJX env runs in float64 when ``jax_enable_x64`` is on. ``prepare(physics)``,
+    when given, edits dm_control's physics after its reset (a start where the reward
+    is informative: near the target, upright); a forward pass follows it.
 
     Returns numpy arrays over the ``horizon`` steps: ``reward`` and ``reward_dmc``,
     ``obs_error`` (the max absolute error of the step's observation, from
@@ -108,6 +111,9 @@ def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
     dmc = suite.load(task.domain, task.task, task_kwargs={"random": seed})
     dmc.reset()
     physics = dmc.physics
+    if prepare is not None:
+        prepare(physics)
+        physics.forward()
     state, _ = reset(jax.random.key(seed))
     dtype = state.data.qpos.dtype
     if task.domain == "reacher":
