@@ -252,7 +252,7 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
     import purerl
     from purerl import logging as plog
     from purerl import stats, sweep
-    from purerl.run_loop import _write_results
+    from purerl.run_loop import _write_results, env_metrics
 
     if host or args.resume or getattr(args, "phase", None) or args.snapshot:
         raise UsageError("--sweep runs pure-JAX envs from scratch: not with a host env, "
@@ -294,9 +294,13 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
         steps = [int(s) for s in metrics["env_steps"][p, 0]]
         returns = [list(map(float, r)) for r in metrics["eval/return"][p].T]
         ran = steps[-1] * args.num_seeds * num_points
+        # The env-reported metrics (a maze's coverage) per evaluation, as a run has them.
+        history = [{k: v[p][:, i] for k, v in metrics.items() if k.startswith("env/")}
+                   for i in range(len(steps))]
         _write_results(point_args.out, name, point_args, dataclasses.replace(config, **point),
                        run, steps[-1], steps, returns, wall, compile_seconds, ran / wall,
-                       extra={"sweep": point, "sweep_points": num_points}, echo=False)
+                       extra={"sweep": point, "sweep_points": num_points,
+                              **env_metrics(history)}, echo=False)
         ci = stats.bootstrap_ci(returns[-1])
         rows.append({**point, "final_return": ci["value"], "ci95": ci["ci95"],
                      "out": label})

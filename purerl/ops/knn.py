@@ -20,6 +20,11 @@ from jax.scipy.special import digamma, gammaln
 Array = jax.Array
 
 
+# Up to this many features, knn_distances ranks on exact differences ([B, N, d] work,
+# fused by XLA into the reduction) instead of the matrix-product expansion.
+EXACT_MAX_FEATURES = 8
+
+
 def _check_points(name: str, x: Array) -> None:
     if x.ndim != 2:
         raise ValueError(f"{name} must be [N, d] (points x features), got shape "
@@ -32,10 +37,13 @@ def knn_distances(queries: Array, points: Array, k: int) -> Array:
     A query that is also one of ``points`` counts itself, at distance 0 (as
     Proto-RL's reward does: the batch's own candidates are in the queue it queries).
 
-    The ``k`` nearest are selected on squared distances computed as
-    ``|q|² + |p|² − 2 q·p`` (one matrix product, ``[B, N]`` memory), and their
-    distances are then recomputed from the differences, so the result does not
-    suffer that form's cancellation for close points.
+    With more than ``EXACT_MAX_FEATURES`` features, the ``k`` nearest are selected on
+    squared distances computed as ``|q|² + |p|² − 2 q·p`` (one matrix product,
+    ``[B, N]`` memory), and their distances are then recomputed from the differences,
+    so the result does not suffer that form's cancellation for close points (the
+    selection can still swap neighbours closer than about ``sqrt(eps · |q|²)``,
+    harmless for Proto-RL's unit-norm embeddings). With fewer features, the
+    selection is on the differences too, exact.
 
     Args:
       queries: ``[B, d]``.
@@ -60,8 +68,13 @@ def knn_distances(queries: Array, points: Array, k: int) -> Array:
                          f"points), got {k}")
     dtype = jnp.promote_types(jnp.result_type(queries, points), jnp.float32)
     queries, points = queries.astype(dtype), points.astype(dtype)
-    squared = (jnp.sum(queries**2, axis=1, keepdims=True)
-               + jnp.sum(points**2, axis=1) - 2.0 * queries @ points.T)
+    if queries.shape[1] <= EXACT_MAX_FEATURES:
+        # Few features: the differences cost no more than the product, and they rank
+        # close points exactly (states in a maze, clustered far from the origin).
+        squared = jnp.sum((queries[:, None, :] - points[None, :, :]) ** 2, axis=-1)
+    else:
+        squared = (jnp.sum(queries**2, axis=1, keepdims=True)
+                   + jnp.sum(points**2, axis=1) - 2.0 * queries @ points.T)
     _, nearest = jax.lax.top_k(-squared, int(k))
     diffs = points[nearest] - queries[:, None, :]
     return jnp.max(jnp.sqrt(jnp.sum(diffs**2, axis=-1)), axis=-1)

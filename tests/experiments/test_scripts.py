@@ -160,6 +160,16 @@ def test_sweep_writes_a_result_per_point_and_a_summary(tmp_path):
     point = json.loads((out / "lr=0.01,ent_coef=0.01" / "results.json").read_text())
     assert point["eval_returns"] == json.loads(
         (alone / "results.json").read_text())["eval_returns"]
+    # On a maze, every point reports the env's metrics as a run does.
+    maze = tmp_path / "maze"
+    proc = run("experiments/ppo.py", "--sweep", "lr=1e-4,1e-2", "--env", "Maze-Open-v0",
+               *TINY, "--out", str(maze))
+    assert proc.returncode == 0, proc.stderr
+    for label in ("lr=0.0001", "lr=0.01"):
+        results = json.loads((maze / label / "results.json").read_text())
+        assert np.shape(results["coverage"]) == np.shape(results["state_entropy"]) == (2, 2)
+        assert all(0 < c <= 1 for c in results["coverage"][-1])  # [evaluations][seeds]
+        assert all(np.isfinite(results["state_entropy"][-1]))
     for args, message in ((["--sweep", "num_epochs=1,2"], "Config.num_epochs is int"),
                           (["--sweep", "lr=fast"], "expected FIELD=V1,V2"),
                           (["--sweep", "lr=1e-3", "--resume"], "--resume needs --out")):

@@ -84,11 +84,12 @@ def test_sinkhorn_bad_input():
         sinkhorn_knopp(jnp.zeros((2, 3)), 0)
 
 
+@pytest.mark.parametrize("d", [5, 16])  # the exact ranking and the matrix product's
 @pytest.mark.parametrize("k", [1, 3, 7])
-def test_knn_distances_match_cKDTree(k, variant):
+def test_knn_distances_match_cKDTree(k, d, variant):
     rng = np.random.default_rng(k)
-    points = rng.normal(size=(300, 5)).astype(np.float32)
-    queries = np.concatenate([rng.normal(size=(40, 5)), points[:10]]).astype(np.float32)
+    points = rng.normal(size=(300, d)).astype(np.float32)
+    queries = np.concatenate([rng.normal(size=(40, d)), points[:10]]).astype(np.float32)
     out = variant(knn_distances, static_argnums=2)(queries, points, k)
     expected = cKDTree(points).query(queries, k=[k])[0][:, 0]
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
@@ -103,6 +104,17 @@ def test_knn_distances_exact_for_close_points_far_from_the_origin():
     squared = points[0] @ points[0] + points[1] @ points[1] - 2 * points[0] @ points[1]
     assert abs(np.sqrt(max(squared, 0)) - exact) > 0.1 * exact  # the naive form is off
     np.testing.assert_allclose(knn_distances(points[:1], points, 2), exact, rtol=1e-6)
+
+
+def test_knn_distances_rank_a_tight_cluster_far_from_the_origin_exactly():
+    # Positions in a maze: a point pushed against a wall, dithered by 1e-3, 15 cells
+    # from the origin. The product form's rounding (~1e-5 in squared distance) is
+    # larger than the squared gaps, so it would pick the neighbours at random.
+    rng = np.random.default_rng(0)
+    points = (np.float32([15.0, 4.0]) + rng.uniform(-1e-3, 1e-3, (200, 2))).astype(np.float32)
+    out = jax.jit(knn_distances, static_argnums=2)(points, points, 4)
+    expected = cKDTree(points.astype(np.float64)).query(points, k=[4])[0][:, 0]
+    np.testing.assert_allclose(out, expected, rtol=1e-3)
 
 
 def test_knn_distances_under_vmap():
