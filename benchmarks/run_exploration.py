@@ -3,7 +3,8 @@ uniform policy, then fine-tuning from the Proto and SMM snapshots against SAC fr
 scratch; SMM with a non-uniform target; SMM's historical averaging at test time.
 
     python benchmarks/run_exploration.py [--layout Bottleneck] [--num-seeds 8] \
-        [--pretrain-steps 30000] [--finetune-steps 30000] [--suffix _60k]
+        [--pretrain-steps 30000] [--finetune-steps 30000] [--suffix _60k] \
+        [--arms uniform,sac_zero_reward,proto]
 
 Every arm is an experiment-script command (printed as it runs), 8 seeds vmapped in
 one compiled program, the same reward-free budget for the pre-training arms and the
@@ -134,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--finetune-steps", type=int, default=30_000)
     p.add_argument("--test-episodes", type=int, default=8)
     p.add_argument("--suffix", default="")
+    p.add_argument("--arms", default="", help="comma-separated subset of the arms "
+                   "(default: all); fine-tuning arms need their pre-training arm")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
     free, goal = f"Maze-{args.layout}-v0", f"Maze-{args.layout}-Goal-v0"
@@ -155,6 +158,11 @@ def main(argv=None) -> int:
         "smm_corridor": (f"experiments/smm.py --env {free} --phase pretrain "
                          f"--target corridor {common} {pre}"),
     }
+    if args.arms:
+        unknown = set(args.arms.split(",")) - set(arms)
+        if unknown:
+            p.error(f"--arms: unknown {sorted(unknown)}; arms are {', '.join(arms)}")
+        arms = {k: v for k, v in arms.items() if k in args.arms.split(",")}
     results, summary = {}, {}
     for name, command in arms.items():
         results[name] = run_arm(name, command, os.path.join(tmp, name))
@@ -173,12 +181,15 @@ def main(argv=None) -> int:
             "wall_seconds": r["wall_seconds"],
             "env_steps_per_second": r["env_steps_per_second"],
         }
+    finetuned = any(n.endswith(("_finetune", "_scratch")) for n in arms)
     report = {"layout": args.layout, "num_seeds": args.num_seeds,
-              "pretrain_steps": args.pretrain_steps, "finetune_steps": args.finetune_steps,
-              "machine": machine(), "versions": results["proto"]["versions"],
-              "arms": summary,
-              "historical_averaging": historical_averaging(
-                  os.path.join(tmp, "smm", "snapshot"), free, args.test_episodes)}
+              "pretrain_steps": args.pretrain_steps,
+              "finetune_steps": args.finetune_steps if finetuned else None,
+              "machine": machine(), "versions": next(iter(results.values()))["versions"],
+              "arms": summary}
+    if "smm" in results:
+        report["historical_averaging"] = historical_averaging(
+            os.path.join(tmp, "smm", "snapshot"), free, args.test_episodes)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"exploration_{args.layout}{args.suffix}")
     with open(stem + ".json", "w") as f:
@@ -222,10 +233,12 @@ def machine() -> str:
 
 
 def table(report) -> str:
+    finetuned = any(name.endswith(("_finetune", "_scratch")) for name in report["arms"])
+    fine = (f"fine-tuning {report['finetune_steps']} on the sparse goal" if finetuned
+            else "no fine-tuning arms in this run")
     rows = [f"Maze-{report['layout']}: {report['num_seeds']} seeds; pre-training "
-            f"{report['pretrain_steps']} reward-free env steps, fine-tuning "
-            f"{report['finetune_steps']} on the sparse goal. Mean over seeds [95% "
-            f"bootstrap interval]. Machine: {report['machine']}.", "",
+            f"{report['pretrain_steps']} reward-free env steps, {fine}. Mean over seeds "
+            f"[95% bootstrap interval]. Machine: {report['machine']}.", "",
             "| arm | coverage | state entropy (nats) | KL to uniform | KL to corridor | "
             "final eval return | wall (s) |",
             "|---|---|---|---|---|---|---|"]
@@ -237,6 +250,13 @@ def table(report) -> str:
         rows.append(f"| {name} | {cell(arm['coverage'])} | {cell(arm['state_entropy'])} "
                     f"| {cell(arm['kl_uniform'])} | {cell(arm['kl_corridor'])} "
                     f"| {cell(arm['final_return'])} | {arm['wall_seconds']:.0f} |")
+    rows += ["", "Coverage at each evaluation (mean over seeds):", "",
+             "| arm | " + " | ".join(f"{s // 1000}k" for s in
+                                     next(iter(report["arms"].values()))["eval_steps"]) + " |",
+             "|---|" + "---|" * len(next(iter(report["arms"].values()))["eval_steps"])]
+    for name, arm in report["arms"].items():
+        rows.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in arm["coverage_curve"])
+                    + " |")
     ha = report.get("historical_averaging")
     if ha:
         rows += ["", f"SMM historical averaging: coverage of {ha['episodes_per_env']} test "
@@ -258,24 +278,30 @@ def plot(report, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
-    for name in ("proto", "smm", "sac_zero_reward", "uniform"):
+    present = [n for n in ("proto", "smm", "sac_zero_reward", "uniform") if n in report["arms"]]
+    for name in present:
         arm = report["arms"][name]
         ax1.plot(arm["eval_steps"], arm["coverage_curve"], label=name)
     ax1.set(xlabel="env steps (reward-free)", ylabel="coverage (mean over seeds)",
             title=f"Maze-{report['layout']}: pre-training")
     for name in ("proto_finetune", "smm_finetune", "sac_scratch"):
+        if name not in report["arms"]:
+            continue
         arm = report["arms"][name]
         ax2.plot(arm["eval_steps"], arm["return_curve"], label=name)
     ax2.set(xlabel="env steps (goal task)", ylabel="eval return (mean over seeds)",
             title="fine-tuning")
     for name in ("smm_corridor", "smm", "proto", "sac_zero_reward", "uniform"):
+        if name not in report["arms"]:
+            continue
         arm = report["arms"][name]
         steps = [s for s, v in zip(arm["eval_steps"], arm["kl_corridor_curve"]) if v is not None]
         ax3.plot(steps, [v for v in arm["kl_corridor_curve"] if v is not None], label=name)
     ax3.set(xlabel="env steps (reward-free)", ylabel="KL(ρ ‖ p*corridor) (nats)",
             title="distance to the corridor target")
     for ax in (ax1, ax2, ax3):
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
