@@ -159,10 +159,11 @@ def main(argv=None) -> int:
                          f"--target corridor {common} {pre}"),
     }
     if args.arms:
-        unknown = set(args.arms.split(",")) - set(arms)
+        chosen = args.arms.split(",")
+        unknown = set(chosen) - set(arms)
         if unknown:
             p.error(f"--arms: unknown {sorted(unknown)}; arms are {', '.join(arms)}")
-        arms = {k: v for k, v in arms.items() if k in args.arms.split(",")}
+        arms = {k: v for k, v in arms.items() if k in chosen}
     results, summary = {}, {}
     for name, command in arms.items():
         results[name] = run_arm(name, command, os.path.join(tmp, name))
@@ -233,9 +234,8 @@ def machine() -> str:
 
 
 def table(report) -> str:
-    finetuned = any(name.endswith(("_finetune", "_scratch")) for name in report["arms"])
-    fine = (f"fine-tuning {report['finetune_steps']} on the sparse goal" if finetuned
-            else "no fine-tuning arms in this run")
+    fine = (f"fine-tuning {report['finetune_steps']} on the sparse goal"
+            if report.get("finetune_steps") else "no fine-tuning arms in this run")
     rows = [f"Maze-{report['layout']}: {report['num_seeds']} seeds; pre-training "
             f"{report['pretrain_steps']} reward-free env steps, {fine}. Mean over seeds "
             f"[95% bootstrap interval]. Machine: {report['machine']}.", "",
@@ -250,10 +250,10 @@ def table(report) -> str:
         rows.append(f"| {name} | {cell(arm['coverage'])} | {cell(arm['state_entropy'])} "
                     f"| {cell(arm['kl_uniform'])} | {cell(arm['kl_corridor'])} "
                     f"| {cell(arm['final_return'])} | {arm['wall_seconds']:.0f} |")
+    steps = next(iter(report["arms"].values()))["eval_steps"]
     rows += ["", "Coverage at each evaluation (mean over seeds):", "",
-             "| arm | " + " | ".join(f"{s // 1000}k" for s in
-                                     next(iter(report["arms"].values()))["eval_steps"]) + " |",
-             "|---|" + "---|" * len(next(iter(report["arms"].values()))["eval_steps"])]
+             "| arm | " + " | ".join(f"{s // 1000}k" for s in steps) + " |",
+             "|---|" + "---|" * len(steps)]
     for name, arm in report["arms"].items():
         rows.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in arm["coverage_curve"])
                     + " |")
@@ -278,8 +278,9 @@ def plot(report, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
-    present = [n for n in ("proto", "smm", "sac_zero_reward", "uniform") if n in report["arms"]]
-    for name in present:
+    for name in ("proto", "smm", "sac_zero_reward", "uniform"):
+        if name not in report["arms"]:
+            continue
         arm = report["arms"][name]
         ax1.plot(arm["eval_steps"], arm["coverage_curve"], label=name)
     ax1.set(xlabel="env steps (reward-free)", ylabel="coverage (mean over seeds)",
