@@ -246,8 +246,8 @@ PROTO_TINY = ["--num-seeds", "2", "--total-steps", "64", "--num-evals", "2",
               "--num-eval-envs", "2", "--num-envs", "2", "--batch-size", "8",
               "--buffer-size", "64", "--learning-starts", "8", "--hidden-sizes", "8",
               "--num-prototypes", "4", "--queue-size", "8", "--proto-dim", "4",
-              "--predictor-hidden", "8", "--encoder-hidden", "8", "--feature-dim", "4",
-              "--no-progress"]
+              "--predictor-hidden", "8", "--encoder", "mlp", "--encoder-hidden", "8",
+              "--feature-dim", "4", "--no-progress"]
 
 
 def test_proto_both_phases_on_the_maze_with_coverage(tmp_path):
