@@ -250,11 +250,13 @@ def table(report) -> str:
         rows.append(f"| {name} | {cell(arm['coverage'])} | {cell(arm['state_entropy'])} "
                     f"| {cell(arm['kl_uniform'])} | {cell(arm['kl_corridor'])} "
                     f"| {cell(arm['final_return'])} | {arm['wall_seconds']:.0f} |")
-    steps = next(iter(report["arms"].values()))["eval_steps"]
-    rows += ["", "Coverage at each evaluation (mean over seeds):", "",
-             "| arm | " + " | ".join(f"{s // 1000}k" for s in steps) + " |",
-             "|---|" + "---|" * len(steps)]
+    rows += ["", "Coverage at each evaluation (mean over seeds):"]
+    steps = None
     for name, arm in report["arms"].items():
+        if arm["eval_steps"] != steps:  # a new header where the budget changes
+            steps = arm["eval_steps"]
+            rows += ["", "| arm | " + " | ".join(f"{s // 1000}k" for s in steps) + " |",
+                     "|---|" + "---|" * len(steps)]
         rows.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in arm["coverage_curve"])
                     + " |")
     ha = report.get("historical_averaging")
@@ -277,24 +279,21 @@ def plot(report, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def present(*names):  # a run of some --arms has only those
+        return [n for n in names if n in report["arms"]]
+
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
-    for name in ("proto", "smm", "sac_zero_reward", "uniform"):
-        if name not in report["arms"]:
-            continue
+    for name in present("proto", "smm", "sac_zero_reward", "uniform"):
         arm = report["arms"][name]
         ax1.plot(arm["eval_steps"], arm["coverage_curve"], label=name)
     ax1.set(xlabel="env steps (reward-free)", ylabel="coverage (mean over seeds)",
             title=f"Maze-{report['layout']}: pre-training")
-    for name in ("proto_finetune", "smm_finetune", "sac_scratch"):
-        if name not in report["arms"]:
-            continue
+    for name in present("proto_finetune", "smm_finetune", "sac_scratch"):
         arm = report["arms"][name]
         ax2.plot(arm["eval_steps"], arm["return_curve"], label=name)
     ax2.set(xlabel="env steps (goal task)", ylabel="eval return (mean over seeds)",
             title="fine-tuning")
-    for name in ("smm_corridor", "smm", "proto", "sac_zero_reward", "uniform"):
-        if name not in report["arms"]:
-            continue
+    for name in present("smm_corridor", "smm", "proto", "sac_zero_reward", "uniform"):
         arm = report["arms"][name]
         steps = [s for s, v in zip(arm["eval_steps"], arm["kl_corridor_curve"]) if v is not None]
         ax3.plot(steps, [v for v in arm["kl_corridor_curve"] if v is not None], label=name)

@@ -25,12 +25,11 @@ from purerl.algos import proto  # noqa: E402
 # than the original's pixel agent (1024-wide heads, batch 512, 512 prototypes), and
 # Adam at 3e-4. The encoder is the identity, as URLB's agents on states
 # (rll-research/url_benchmark@bb98f0c, agent/ddpg.py): z is then a linear map of the
-# position, normalised, and the kNN reward grows away from the visited states. An MLP
+# position, normalised, so the kNN reward is larger far from the visited states. An MLP
 # encoder trained by the prototype loss spreads the visited states evenly over the
-# sphere (Sinkhorn's equal partition) and maps unvisited ones among them, so its reward
-# was no higher in the unvisited corridor than in the start room. 8 seeds, 30k steps,
-# final coverage, MLP (128 hidden, 32 features) against identity: Maze-Bottleneck
-# 0.43 / 0.57, Maze-Rooms (not used to choose) 0.27 / 0.56.
+# sphere (Sinkhorn's equal partition) and maps unvisited ones among them: its reward was
+# no higher in the unvisited corridor than in the start room, and its coverage was
+# lower on Maze-Bottleneck and Maze-Rooms alike (commit 896def5 gives the runs).
 MAZE = dict(total_steps=30_000, num_envs=1, num_evals=10, num_eval_envs=4,
             learning_starts=1000, hidden_sizes=(128, 128), batch_size=128, lr=3e-4,
             proto_lr=3e-4, proto_dim=32, predictor_hidden=128, num_prototypes=64,
