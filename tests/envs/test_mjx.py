@@ -328,7 +328,7 @@ def test_fast_solver_changes_only_the_solver_iterations_and_contact_cap():
 def test_env_state_checkpoints_with_its_empty_arrays(tmp_path):
     """MJX data holds empty arrays (no actuator activations): the checkpoint keeps
     them by shape."""
-    state, _ = make("mjx:pendulum-swingup").reset(jax.random.key(0))
+    state, _ = jax.jit(make("mjx:pendulum-swingup").reset)(jax.random.key(0))
     assert state.data.act.size == 0
     checkpoint.save(str(tmp_path), state, step=1)
     restored, _ = checkpoint.restore(str(tmp_path), state)
