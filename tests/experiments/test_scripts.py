@@ -55,21 +55,18 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("mujoco.mjx") is None,
                     reason="needs the [dmc] extra (mujoco-mjx)")
-def test_ppo_script_on_an_mjx_task_in_one_program_resumes(tmp_path):
-    """dm_control's pendulum in JAX: the options reach the env and results.json, steps
-    count agent steps, and the checkpoint (MJX data, empty arrays included) restores."""
+def test_ppo_script_on_an_mjx_task_in_one_program(tmp_path):
+    """dm_control's pendulum in JAX: the options reach the env and results.json, and
+    steps count agent steps. (That MJX data, empty arrays included, checkpoints is
+    tests/envs/test_mjx.py's; resuming through the script, the CartPole test's.)"""
     out = tmp_path / "run"
-    args = ["experiments/ppo.py", "--env", "mjx:pendulum-swingup", "--action-repeat", "4",
-            "--solver", "fast", *TINY, "--out", str(out)]
-    proc = run(*args)
+    proc = run("experiments/ppo.py", "--env", "mjx:pendulum-swingup", "--action-repeat", "4",
+               "--solver", "fast", *TINY, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["env_options"] == {"action_repeat": 4, "solver": "fast"}
     assert results["step_unit"] == "agent steps" and results["total_frames"] == 4096
-    proc = run(*args, "--resume")
-    assert proc.returncode == 0, proc.stderr
-    again = json.loads((out / "results.json").read_text())
-    assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
+    assert (out / "checkpoint" / "LATEST").exists()
 
 
 def test_resume_reads_the_runs_own_settings_and_guards_its_directory(tmp_path):
