@@ -157,7 +157,9 @@ def test_vmap_over_seeds_equals_separate_runs(pendulum, small_train):
     batched = jax.jit(jax.vmap(train_fn(sac, pendulum, **SMALL)))(keys)
     for i in range(4):
         for x, y in zip(as_numpy(small_train(keys[i])), as_numpy(batched)):
-            np.testing.assert_allclose(x, y[i], rtol=2e-5, atol=2e-6)
+            # Batched and unbatched kernels round float32 differently (the contract
+            # tests' tolerance, tests/algos/test_contract.py).
+            np.testing.assert_allclose(x, y[i], rtol=2e-4, atol=2e-5)
 
 
 def test_learns_continuous_bandit():
