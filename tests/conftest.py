@@ -9,16 +9,15 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # The tests compile far more than they run: jax's switch for this (XLA's backend at
 # optimisation level 0, LLVM's expensive passes off) takes about a third off a compile
 # on CPU. It goes through the environment so that the experiment scripts the tests
-# start get it too; experiments and benchmarks run outside the tests keep XLA's
-# defaults. A test that needs the optimised build can set it to 0.
+# start get it too (jax reads it when imported, below); experiments and benchmarks run
+# outside the tests keep XLA's defaults. JAX_DISABLE_MOST_OPTIMIZATIONS=0 runs the
+# tests on the optimised build.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-jax.config.update("jax_disable_most_optimizations",
-                  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] not in ("", "0", "false"))
 jax.config.update(
     "jax_persistent_cache_min_compile_time_secs",
     float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),

@@ -388,13 +388,21 @@ def test_sac_script_on_dm_control_states_resumes(tmp_path):
     assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
 
 
-def require_renderer():
+def renderer_missing() -> str | None:
+    """Why dm_control cannot render pixels here, or None when it can."""
     from purerl.envs import make_host
 
     try:
         make_host("dmc:cartpole-swingup", pixels=True).close()
-    except RuntimeError as e:
-        pytest.skip(f"no OpenGL renderer here: {e}")
+    except (ImportError, RuntimeError) as e:
+        return str(e)
+    return None
+
+
+def require_renderer():
+    reason = renderer_missing()
+    if reason is not None:
+        pytest.skip(f"no OpenGL renderer here: {reason}")
 
 
 def test_sac_script_on_dm_control_pixels(tmp_path):
@@ -484,22 +492,12 @@ DREAMER_TINY = ["--num-seeds", "2", "--num-evals", "2", "--num-eval-envs", "1",
                 "--mode-samples", "4", "--no-progress"]
 
 
-def has_renderer() -> bool:
-    from purerl.envs import make_host
-
-    try:
-        make_host("dmc:cartpole-swingup", pixels=True).close()
-    except (ImportError, RuntimeError):
-        return False
-    return True
-
-
 def test_dreamer_script_on_dm_control_pixels(tmp_path):
     """The host loop from pixels (from states the host loop differs only in the
     encoder; Dreamer's in-jit block is the contract tests'). Where no renderer exists,
     the in-jit Pendulum run instead, so that the script itself is always run."""
     out = tmp_path / "run"
-    if has_renderer():
+    if renderer_missing() is None:
         # The pixel preset: 64x64 renders, one frame per step, the paper's sizes (made
         # tiny here by the flags, which override the preset).
         proc = run("experiments/dreamer.py", "--env", "dmc:cartpole-swingup", "--pixels",
