@@ -431,7 +431,7 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
             phase_args = argparse.Namespace(**vars(args))
             try:
                 config, run = resolve_config(algo, args, presets)
-                config = dataclasses.replace(config, **phase.config)
+                config = dataclasses.replace(config, **_phase_settings(phase, args))
                 freeze = tuple(phase.freeze) + tuple(args.freeze)
                 if host:
                     driver = host_driver(algo, config, run, phase_args,
@@ -471,6 +471,19 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         print(f"error: {type(e).__name__}: {e} (PURERL_TRACEBACK=1 for a traceback)",
               file=sys.stderr)
         return 1
+
+
+def _phase_settings(phase, args) -> dict:
+    """The Config fields ``phase`` sets, less those the command line gives: a flag
+    such as ``--intr-coef`` wins over the phase's value. Under ``--phase both`` one
+    flag would replace the value of every phase, so it is refused there."""
+    given = [k for k in phase.config if getattr(args, k, None) is not None]
+    if given and getattr(args, "phase", None) == "both":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags}: set by each phase of the protocol; with --phase both "
+                         f"it would replace every phase's value: run the phases one at a "
+                         f"time (--phase NAME, then --snapshot DIR)")
+    return {k: v for k, v in phase.config.items() if k not in given}
 
 
 def _phases(algo, args) -> list:

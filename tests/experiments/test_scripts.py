@@ -277,6 +277,23 @@ def test_proto_both_phases_on_the_maze_with_coverage(tmp_path):
                zip(jax_leaves(a.params["critic"]), jax_leaves(b.params["critic"])))
 
 
+def test_a_flag_wins_over_the_phase_and_both_phases_refuse_it():
+    import argparse
+
+    from purerl.algos import proto
+    from purerl.experiment import _phase_settings
+
+    given = argparse.Namespace(phase="pretrain", intr_coef=10.0, task_coef=None)
+    assert _phase_settings(proto.PHASES["pretrain"], given) == {"task_coef": 0.0}
+    given.intr_coef = None
+    assert _phase_settings(proto.PHASES["finetune"], given) == {"task_coef": 1.0,
+                                                                "intr_coef": 0.2}
+    # One flag for two phases would replace both phases' values: refused, nothing runs.
+    proc = run("experiments/proto.py", "--env", "Maze-Open-v0", "--phase", "both",
+               "--intr-coef", "0.5")
+    assert proc.returncode == 2 and "--intr-coef: set by each phase" in proc.stderr
+
+
 def jax_leaves(tree):
     import jax
 
