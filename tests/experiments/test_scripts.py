@@ -275,6 +275,16 @@ def test_proto_both_phases_on_the_maze_with_coverage(tmp_path):
             np.testing.assert_array_equal(x, y)
     assert any(not np.array_equal(x, y) for x, y in
                zip(jax_leaves(a.params["critic"]), jax_leaves(b.params["critic"])))
+    # The reward-map diagnostic reads the pre-training run.
+    proc = run("benchmarks/proto_reward_map.py", str(out / "pretrain"), "--out-dir",
+               str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    seeds = json.loads((tmp_path / "proto_reward_map_Bottleneck.json").read_text())["seeds"]
+    assert len(seeds) == 2 and (tmp_path / "proto_reward_map_Bottleneck.png").exists()
+    for row in seeds:
+        regions = [row[f"steps in {r}"] for r in ("start room", "corridor", "far room")]
+        assert abs(sum(regions) - 1.0) < 1e-6 and 0.0 <= row["window in start room"] <= 1.0
+        assert np.isfinite(row["reward far room"]) and "foot" not in row  # an MLP encoder
 
 
 def test_a_flag_wins_over_the_phase_and_both_phases_refuse_it():

@@ -1,0 +1,196 @@
+"""Where Proto-RL's intrinsic reward is high on a maze, and where the agent spends its
+last steps: a diagnostic of a finished maze pre-training run.
+
+    python experiments/proto.py --env Maze-Bottleneck-v0 --phase pretrain --num-seeds 8 \
+        --total-steps 30000 --out runs/proto_bottleneck
+    python benchmarks/proto_reward_map.py runs/proto_bottleneck [--seeds 8]
+
+From the run's last checkpoint, per seed:
+
+* the reward map: ``r_intr`` (``purerl.algos.proto.embed`` of each position, then
+  ``purerl.ops.knn_distances`` to the seed's candidate queue, the k-th neighbour, as
+  in training) on a 0.1-cell grid of the free cells, and its mean per region of the
+  layout (the start room, the corridor, the far room);
+* where the agent went: the fraction of all its steps (the replay's next
+  observations) in each region, and of the last ``ENTROPY_WINDOW`` visited positions
+  (the window that the ``state_entropy`` metric is computed on) in the start room;
+* with the identity encoder (z = normalize(W·obs + b), a linear map of a 2-d state),
+  the foot of that affine plane, the position x0 minimising ‖W·x0 + b‖: there the
+  normalisation is singular, and far from it (beyond ‖W·x0 + b‖ / ‖W‖) z depends
+  mostly on the angle of the position about x0, not on its distance. ``R2(angle)`` is
+  the fraction of the reward map's variance explained by that angle alone (means over
+  90 angle bins).
+
+Results go to ``benchmarks/results/proto_reward_map_<layout>.{json,md,png}``.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from run_throughput import machine  # noqa: E402
+
+GRID = 0.1  # cells
+# Column ranges (ends excluded) of the regions of each layout with a corridor.
+REGIONS = {"Bottleneck": {"start room": (1, 6), "corridor": (6, 12), "far room": (12, 17)}}
+
+
+def load(run_dir):
+    import orbax.checkpoint as ocp
+
+    from purerl import checkpoint
+
+    with open(os.path.join(run_dir, "results.json")) as f:
+        results = json.load(f)
+    if results.get("algo") != "proto":
+        raise SystemExit(f"{run_dir}: not a Proto-RL run (algo {results.get('algo')!r})")
+    pointer = checkpoint.latest(os.path.join(run_dir, "checkpoint"))
+    if pointer is None:
+        raise SystemExit(f"{run_dir}: no checkpoint")
+    path = os.path.join(os.path.abspath(run_dir), "checkpoint", pointer["path"])
+    return results, ocp.StandardCheckpointer().restore(path)
+
+
+def reward_map(results, saved, seeds):
+    import jax
+    import jax.numpy as jnp
+
+    from purerl import envs
+    from purerl.algos import proto
+    from purerl.envs import maze
+    from purerl.ops import knn_distances
+
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()}
+    cfg = proto.Config(**config)
+    layout = maze.maze_layout(results["env"])
+    nets = proto.make_nets(cfg, envs.make(results["env"]).spec)
+    free = maze.subcell_grid(layout)[::maze.COVERAGE_RES, ::maze.COVERAGE_RES]
+    height, width = free.shape
+    scale = float(max(free.shape))
+    xs = np.stack(np.meshgrid(np.arange(GRID / 2, width, GRID),
+                              np.arange(GRID / 2, height, GRID)), -1)
+    cells = np.floor(xs).astype(int)
+    on_free = free[cells[..., 1], cells[..., 0]]
+    agent, env_state = saved["agent"], saved["env_state"]
+
+    @jax.jit
+    def rewards(encoder, projector, queue):
+        z = proto.embed(nets, encoder, projector, jnp.asarray(xs.reshape(-1, 2) / scale))
+        return knn_distances(z, queue, cfg.knn_k).reshape(xs.shape[:2])
+
+    one = lambda tree, s: jax.tree.map(lambda x: x[s], tree)  # noqa: E731
+    rows = []
+    for s in range(min(seeds, len(agent["queue"]))):
+        params = agent["params"]
+        r = np.asarray(rewards(one(params["encoder"], s), one(params["projector"], s),
+                               agent["queue"][s]))
+        r = np.where(on_free, r, np.nan)
+        cursor, window = int(env_state["cursor"][s]), env_state["window"][s]
+        recent = (window[:cursor] if cursor < len(window)  # not yet filled
+                  else np.roll(window, -(cursor % len(window)), axis=0))  # oldest first
+        row = {"seed": s, "map": r,
+               "window": recent,
+               "state_entropy": float(env_state["entropy"][s]),
+               "coverage": float(np.asarray(env_state["visited"][s]).sum()
+                                 / maze.subcell_grid(layout).sum())}
+        for name, (c0, c1) in REGIONS.get(layout, {}).items():
+            row[f"reward {name}"] = float(np.nanmean(r[:, int(c0 / GRID):int(c1 / GRID)]))
+        visited = saved["memory"]["data"]["next_obs"][s][:int(saved["memory"]["size"][s])]
+        for name, (c0, c1) in REGIONS.get(layout, {}).items():
+            x = visited[:, 0] * scale
+            row[f"steps in {name}"] = float(np.mean((x >= c0) & (x < c1)))
+        c0, c1 = REGIONS.get(layout, {}).get("start room", (0, width))
+        row["window in start room"] = float(np.mean((recent[:, 0] >= c0) & (recent[:, 0] < c1)))
+        if cfg.encoder == "identity":
+            kernel = np.asarray(params["projector"]["params"]["kernel"][s])
+            bias = np.asarray(params["projector"]["params"]["bias"][s])
+            foot, *_ = np.linalg.lstsq(kernel.T, -bias, rcond=None)
+            row["foot"] = (foot * scale).tolist()
+            row["plane distance"] = float(np.linalg.norm(kernel.T @ foot + bias))
+            angle = np.arctan2(xs[..., 1] - foot[1] * scale, xs[..., 0] - foot[0] * scale)
+            a, v = angle[on_free], r[on_free]
+            bins = np.digitize(a, np.linspace(a.min(), a.max(), 90))
+            means = np.zeros_like(v)
+            for b in np.unique(bins):
+                means[bins == b] = v[bins == b].mean()
+            row["R2(angle)"] = float(1 - np.sum((v - means) ** 2) / np.sum((v - v.mean()) ** 2))
+        rows.append(row)
+    return layout, (width, height), rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a finished experiments/proto.py maze run")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds to map (default 8)")
+    parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    args = parser.parse_args()
+    results, saved = load(args.run_dir)
+    layout, (width, height), rows = reward_map(results, saved, args.seeds)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 2 if len(rows) > 1 else 1
+    fig, axes = plt.subplots((len(rows) + cols - 1) // cols, cols,
+                             figsize=(5 * cols, 1.6 * ((len(rows) + cols - 1) // cols)),
+                             squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows):
+        im = ax.imshow(row["map"], extent=(0, width, height, 0), cmap="viridis")
+        ax.scatter(row["window"][:, 0], row["window"][:, 1], s=1, c="red")
+        if "foot" in row:
+            ax.plot(*row["foot"], "kx", ms=6, mew=2)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.set_title(f"seed {row['seed']}: r_intr, last {len(row['window'])} positions "
+                     f"(red), foot (x)", fontsize=7)
+        ax.tick_params(labelsize=6)
+        fig.colorbar(im, ax=ax, fraction=0.02)
+    fig.tight_layout()
+    stem = os.path.join(args.out_dir, f"proto_reward_map_{layout}")
+    fig.savefig(stem + ".png", dpi=50)
+
+    keys = [k for k in rows[0] if k not in ("seed", "map", "window")]
+    table = [{"seed": r["seed"], **{k: r[k] for k in keys}} for r in rows]
+    with open(stem + ".json", "w") as f:
+        json.dump({"run": results["env"], "total_steps": results["total_steps"],
+                   "config": results["config"], "machine": machine(), "seeds": table},
+                  f, indent=1)
+    fmt = lambda v: (f"({v[0]:.2f}, {v[1]:.2f})" if isinstance(v, list)  # noqa: E731
+                     else f"{v:.3f}")
+    import jax
+
+    backend = jax.default_backend()
+    command = (f"python experiments/proto.py --env {results['env']} --phase "
+               f"{results.get('phase') or 'pretrain'} --num-seeds {results['num_seeds']} "
+               f"--total-steps {results['total_steps']} --out RUN")
+    lines = [f"Proto-RL on {results['env']}, {results['total_steps']} reward-free steps, "
+             f"the run's last checkpoint: the intrinsic reward map and where the agent went, "
+             f"per seed. Run: `{command}`, then "
+             f"`python benchmarks/proto_reward_map.py RUN` (plot "
+             f"`{os.path.basename(stem)}.png`). Machine: {machine()['cpu']}, {machine()['cores']} cores, JAX on {backend}.", "",
+             "Columns: the final `state_entropy` and `coverage`; the mean r_intr over each "
+             "region's free cells (0.1-cell grid); the fraction of all the agent's steps in "
+             "each region; the fraction of the last window of positions in the start room; "
+             "the foot of z = normalize(W obs + b) (cells), its distance ‖W x0 + b‖, and "
+             "the share of the reward map's variance explained by the angle about the foot.",
+             "", "| seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines += ["| " + " | ".join([str(r["seed"])] + [fmt(r[k]) for k in keys]) + " |"
+              for r in table]
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
