@@ -14,6 +14,10 @@ From the run's last checkpoint, per seed:
 * where the agent went: the fraction of all its steps (the replay's next
   observations) in each region, and of the last ``ENTROPY_WINDOW`` visited positions
   (the window that the ``state_entropy`` metric is computed on) in the start room;
+* a control: the same kNN reward computed on positions (distances in cells, a queue
+  of ``queue_size`` of the agent's visited states drawn at random, 8 draws averaged),
+  i.e. what a reward that measured novelty in the maze's own metric would give; both
+  rewards as the ratio far room / start room;
 * with the identity encoder (z = normalize(W·obs + b), a linear map of a 2-d state),
   the foot of that affine plane, the position x0 minimising ‖W·x0 + b‖: there the
   normalisation is singular, and far from it (beyond ‖W·x0 + b‖ / ‖W‖) z depends
@@ -25,6 +29,7 @@ Results go to ``benchmarks/results/proto_reward_map_<layout>.{json,md,png}``.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -85,6 +90,11 @@ def reward_map(results, saved, seeds):
         z = proto.embed(nets, encoder, projector, jnp.asarray(xs.reshape(-1, 2) / scale))
         return knn_distances(z, queue, cfg.knn_k).reshape(xs.shape[:2])
 
+    @jax.jit
+    def position_knn(queue):
+        return knn_distances(jnp.asarray(xs.reshape(-1, 2)), queue, cfg.knn_k).reshape(
+            xs.shape[:2])
+
     one = lambda tree, s: jax.tree.map(lambda x: x[s], tree)  # noqa: E731
     rows = []
     for s in range(min(seeds, len(agent["queue"]))):
@@ -106,6 +116,17 @@ def reward_map(results, saved, seeds):
         for name, (c0, c1) in REGIONS.get(layout, {}).items():
             x = visited[:, 0] * scale
             row[f"steps in {name}"] = float(np.mean((x >= c0) & (x < c1)))
+        # The control: the same kNN reward with distances between positions (cells),
+        # its queue queue_size of the agent's visited states, 8 draws averaged.
+        draws = np.random.default_rng(s).integers(0, len(visited), (8, cfg.queue_size))
+        in_cells = np.mean([position_knn(visited[d] * scale) for d in draws], axis=0)
+        in_cells = np.where(on_free, in_cells, np.nan)
+        if "far room" in REGIONS.get(layout, {}):
+            (a0, a1), (f0, f1) = REGIONS[layout]["start room"], REGIONS[layout]["far room"]
+            region = lambda m, c0, c1: np.nanmean(m[:, int(c0 / GRID):int(c1 / GRID)])  # noqa: E731
+            row["r_intr far/start"] = float(region(r, f0, f1) / region(r, a0, a1))
+            row["position kNN far/start"] = float(region(in_cells, f0, f1)
+                                                  / region(in_cells, a0, a1))
         c0, c1 = REGIONS.get(layout, {}).get("start room", (0, width))
         row["window in start room"] = float(np.mean((recent[:, 0] >= c0) & (recent[:, 0] < c1)))
         if cfg.encoder == "identity":
@@ -125,11 +146,32 @@ def reward_map(results, saved, seeds):
     return layout, (width, height), rows
 
 
+def changed_flags(results) -> str:
+    """The run's config fields that differ from the maze preset, as flags."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import proto as proto_script  # experiments/proto.py
+
+    from purerl.algos import proto
+
+    preset = {**{f.name: f.default for f in dataclasses.fields(proto.Config)},
+              **proto_script.PRESETS.get(results["env"], {})}
+    flags = ""
+    for name, value in results["config"].items():
+        default = preset.get(name)
+        if isinstance(default, tuple):
+            default = list(default)
+        if value != default:
+            text = ",".join(map(str, value)) if isinstance(value, list) else value
+            flags += f" --{name.replace('_', '-')} {text}"
+    return flags
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a finished experiments/proto.py maze run")
     parser.add_argument("--seeds", type=int, default=8, help="seeds to map (default 8)")
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    parser.add_argument("--suffix", default="", help="appended to the result files' stem")
     args = parser.parse_args()
     results, saved = load(args.run_dir)
     layout, (width, height), rows = reward_map(results, saved, args.seeds)
@@ -157,7 +199,7 @@ def main():
         ax.tick_params(labelsize=6)
         fig.colorbar(im, ax=ax, fraction=0.02)
     fig.tight_layout()
-    stem = os.path.join(args.out_dir, f"proto_reward_map_{layout}")
+    stem = os.path.join(args.out_dir, f"proto_reward_map_{layout}{args.suffix}")
     fig.savefig(stem + ".png", dpi=50)
 
     keys = [k for k in rows[0] if k not in ("seed", "map", "window")]
@@ -173,15 +215,18 @@ def main():
     backend = jax.default_backend()
     command = (f"python experiments/proto.py --env {results['env']} --phase "
                f"{results.get('phase') or 'pretrain'} --num-seeds {results['num_seeds']} "
-               f"--total-steps {results['total_steps']} --out RUN")
+               f"--total-steps {results['total_steps']}{changed_flags(results)} --out RUN")
     lines = [f"Proto-RL on {results['env']}, {results['total_steps']} reward-free steps, "
              f"the run's last checkpoint: the intrinsic reward map and where the agent went, "
              f"per seed. Run: `{command}`, then "
              f"`python benchmarks/proto_reward_map.py RUN` (plot "
-             f"`{os.path.basename(stem)}.png`). Machine: {machine()['cpu']}, {machine()['cores']} cores, JAX on {backend}.", "",
+             f"`{os.path.basename(stem)}.png`). Machine: {machine()['cpu']}, "
+             f"{machine()['cores']} cores, JAX on {backend}.", "",
              "Columns: the final `state_entropy` and `coverage`; the mean r_intr over each "
              "region's free cells (0.1-cell grid); the fraction of all the agent's steps in "
-             "each region; the fraction of the last window of positions in the start room; "
+             "each region; r_intr's far room / start room ratio, and the same ratio for the "
+             "control, the kNN reward on positions (cells) against a queue of the agent's "
+             "visited states; the fraction of the last window of positions in the start room; "
              "the foot of z = normalize(W obs + b) (cells), its distance ‖W x0 + b‖, and "
              "the share of the reward map's variance explained by the angle about the foot.",
              "", "| seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
