@@ -25,7 +25,9 @@ from purerl.algos import proto  # noqa: E402
 # than the original's pixel agent (1024-wide heads, batch 512, 512 prototypes), and
 # Adam at 3e-4. The encoder is the identity, as URLB's agents on states
 # (rll-research/url_benchmark@bb98f0c, agent/ddpg.py): z is then a linear map of the
-# position, normalised, so the kNN reward is larger far from the visited states. An MLP
+# position, normalised, which keeps mostly the position's angle about a point near the
+# start, so it under-rates how novel the far room is (benchmarks/proto_reward_map.py
+# measures it against the same reward on positions), yet covers more than uniform. An MLP
 # encoder trained by the prototype loss spreads the visited states evenly over the
 # sphere (Sinkhorn's equal partition) and maps unvisited ones among them: its reward was
 # no higher in the unvisited corridor than in the start room, and its coverage was
