@@ -27,12 +27,18 @@ fine-tuning on ``r_task + 0.2 · r_intr`` from the pre-trained snapshot with the
 encoder, projector, predictor and prototypes frozen (the queue and the reward keep
 running), as the original does after its task-agnostic phase.
 
+``reward_on='obs'`` is an ablation, not the paper's: the same candidates, queue and
+k-th-neighbour distance, measured between the flat observations instead of z (states
+only), to separate what the embedding contributes to r_intr from what the learner does
+with it.
+
 Deviations from the original, each said where it matters: the replay is fresh at
 fine-tuning (the driver's phases never carry memory), SAC updates actor and targets
 every step (the original: every 2), and the defaults are the original's except where
 a preset for this CPU says otherwise.
 """
 
+import math
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -99,6 +105,10 @@ class Config(sac.Config):
     """Candidate queue length, a multiple of num_prototypes (2048: 4 batches)."""
     knn_k: int = 3
     """The intrinsic reward is the distance to the knn_k-th nearest candidate (3)."""
+    reward_on: str = "embedding"
+    """Where r_intr's distances are measured: 'embedding' (z, Proto-RL) or 'obs', an
+    ablation on states: the same candidates (picked through z and the prototypes),
+    queue and k-th-neighbour distance, between the flat observations instead."""
     encoder_tau: float = 0.05
     """Polyak coefficient of the target encoder and projector (0.05)."""
     proto_lr: float = 1e-4
@@ -107,6 +117,7 @@ class Config(sac.Config):
     def __post_init__(self):
         super().__post_init__()
         check_choice(self, "encoder", ("identity", "mlp"))
+        check_choice(self, "reward_on", ("embedding", "obs"))
         for name in ("proto_dim", "predictor_hidden", "num_prototypes", "sinkhorn_iters",
                      "queue_size", "knn_k"):
             check_range(self, name, 1)
@@ -203,15 +214,21 @@ def proto_loss(trained, target_encoder, target_projector, obs, next_obs, nets: N
     return -(q * log_p).sum(-1).mean()
 
 
-def intrinsic_reward(z, protos, queue, queue_ptr, key, k):
+def intrinsic_reward(z, protos, queue, queue_ptr, key, k, points=None):
     """Enqueue one candidate per prototype (drawn from softmax_b(C_j · z_b)), then
-    ``r = `` the distance from each z to its k-th nearest queue entry.
+    ``r = `` the distance from each z to its k-th nearest queue entry. ``points``
+    (``[B, d]``, default z) are what is enqueued and compared (``reward_on='obs'``).
     Returns ``(r [B], queue, queue_ptr)``."""
     z, protos = jnp.asarray(z), jnp.asarray(protos)
+    points = z if points is None else jnp.asarray(points)
     picks = jax.random.categorical(key, protos @ z.T, axis=-1)  # [K], temperature 1
-    queue = jax.lax.dynamic_update_slice(queue, z[picks], (queue_ptr, 0))
+    queue = jax.lax.dynamic_update_slice(queue, points[picks], (queue_ptr, 0))
     queue_ptr = (queue_ptr + protos.shape[0]) % queue.shape[0]
-    return knn_distances(z, queue, k), queue, queue_ptr
+    return knn_distances(points, queue, k), queue, queue_ptr
+
+
+def flat_obs(obs):
+    return obs.reshape(obs.shape[0], -1).astype(jnp.float32)
 
 
 def learner_step(state: State, batch, key, nets: Nets, cfg: Config):
@@ -240,8 +257,9 @@ def learner_step(state: State, batch, key, nets: Nets, cfg: Config):
     protos = normalize(params["prototypes"])
     z = jax.lax.stop_gradient(embed(nets, params["encoder"], params["projector"],
                                     batch["next_obs"]))
+    points = None if cfg.reward_on == "embedding" else flat_obs(batch["next_obs"])
     r_intr, queue, queue_ptr = intrinsic_reward(z, protos, state.queue, state.queue_ptr,
-                                                k_queue, cfg.knn_k)
+                                                k_queue, cfg.knn_k, points)
     features = lambda o: jax.lax.stop_gradient(  # noqa: E731
         nets.encoder.apply(params["encoder"], o))
     sac_batch = {**batch, "obs": features(batch["obs"]),
@@ -264,6 +282,11 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.proto.Config, got {type(cfg).__name__}")
     nets = make_nets(cfg, env_spec)
+    if cfg.reward_on == "obs" and nets.pixels:
+        raise ValueError("Config.reward_on='obs' measures distances between states: "
+                         "not with pixel observations (use 'embedding')")
+    queue_dim = cfg.proto_dim if cfg.reward_on == "embedding" else math.prod(
+        env_spec.obs_shape)
 
     def init(key):
         k_sac, k_enc, k_proj, k_pred, k_protos = jax.random.split(key, 5)
@@ -280,7 +303,7 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         opt_state = {g: (nets.proto_adam if g in PROTO_GROUPS else nets.sac.adam).init(p)
                      for g, p in params.items()}
         return State(params, params["critic"], encoder, projector, opt_state,
-                     jnp.zeros((cfg.queue_size, cfg.proto_dim), jnp.float32),
+                     jnp.zeros((cfg.queue_size, queue_dim), jnp.float32),
                      jnp.int32(0), jnp.int32(0))
 
     def act(state, obs, key, eval=False):

@@ -149,6 +149,39 @@ def test_reward_is_task_coef_times_task_plus_intr_coef_times_intrinsic(agent_par
     assert not leaves_equal(a, c)
 
 
+def test_reward_on_obs_measures_the_same_candidates_between_states(agent_parts):
+    cfg, _, state, batch, _ = agent_parts
+    env = purerl.envs.make("Maze-Open-v0")
+    ablation = dataclasses.replace(cfg, reward_on="obs")
+    nets = proto.make_nets(ablation, env.spec)
+    start = proto.make(ablation, env.spec).init(jax.random.key(0))
+    assert start.queue.shape == (ablation.queue_size, 2)  # states, not z
+    new, metrics = jax.jit(lambda s, b, k: proto.learner_step(s, b, k, nets, ablation))(
+        start, batch, jax.random.key(6))
+    queue = np.asarray(new.queue)
+    # One candidate per prototype, rows of next_obs, enqueued before the query.
+    assert all(any(np.array_equal(c, row) for row in batch["next_obs"]) for c in queue[:4])
+    assert np.all(queue[4:] == 0)
+    r = cKDTree(queue).query(batch["next_obs"], k=[ablation.knn_k])[0][:, 0]
+    np.testing.assert_allclose(metrics["proto/intr_reward"], r.mean(), rtol=1e-5)
+    # The paper's reward compares embeddings: unit vectors, not the states.
+    paper, _ = jax.jit(lambda s, b, k: proto.learner_step(s, b, k, *parts(cfg, env)))(
+        state, batch, jax.random.key(6))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(paper.queue)[:4], axis=1), 1.0,
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="Config.reward_on must be one of"):
+        proto.Config(reward_on="pixels")
+    from purerl.types import Box, EnvSpec
+
+    frames = EnvSpec((64, 64, 3), "uint8", Box((-1.0,), (1.0,), (1,)), 10)
+    with pytest.raises(ValueError, match="not with pixel observations"):
+        proto.make(proto.Config(reward_on="obs"), frames)
+
+
+def parts(cfg, env):
+    return proto.make_nets(cfg, env.spec), cfg
+
+
 def test_finetune_phase_freezes_the_representation():
     phase = proto.PHASES["finetune"]
     assert phase.from_snapshot and set(phase.freeze) == set(proto.PROTO_GROUPS)
