@@ -11,6 +11,9 @@ From the run's last checkpoint, per seed:
   ``purerl.ops.knn_distances`` to the seed's candidate queue, the k-th neighbour, as
   in training) on a 0.1-cell grid of the free cells, and its mean per region of the
   layout (the start room, the corridor, the far room);
+* ``history entropy``: the kNN entropy of 3000 of all the seed's visited states
+  drawn at random, against the uniform-random policy's on the same env, steps and
+  seeds (``state_entropy`` is of the last window only);
 * where the agent went: the fraction of all its steps (the replay's next
   observations) in each region, and of the last ``ENTROPY_WINDOW`` visited positions
   (the window that the ``state_entropy`` metric is computed on) in the start room;
@@ -43,6 +46,7 @@ sys.path.insert(0, HERE)
 from run_throughput import machine  # noqa: E402
 
 GRID = 0.1  # cells
+HISTORY = 3000  # visited positions drawn for the history entropy
 # Column ranges (ends excluded) of the regions of each layout with a corridor.
 REGIONS = {"Bottleneck": {"start room": (1, 6), "corridor": (6, 12), "far room": (12, 17)}}
 
@@ -87,8 +91,11 @@ def reward_map(results, saved, seeds):
 
     @jax.jit
     def rewards(encoder, projector, queue):
-        z = proto.embed(nets, encoder, projector, jnp.asarray(xs.reshape(-1, 2) / scale))
-        return knn_distances(z, queue, cfg.knn_k).reshape(xs.shape[:2])
+        obs = jnp.asarray(xs.reshape(-1, 2) / scale)
+        # As the run measured r_intr: between embeddings, or states (reward_on='obs').
+        points = proto.embed(nets, encoder, projector, obs) if cfg.reward_on == "embedding" \
+            else obs
+        return knn_distances(points, queue, cfg.knn_k).reshape(xs.shape[:2])
 
     @jax.jit
     def position_knn(queue):
@@ -127,6 +134,7 @@ def reward_map(results, saved, seeds):
             row["r_intr far/start"] = float(region(r, f0, f1) / region(r, a0, a1))
             row["position kNN far/start"] = float(region(in_cells, f0, f1)
                                                   / region(in_cells, a0, a1))
+        row["history entropy"] = history_entropy(visited * scale, s)
         c0, c1 = REGIONS.get(layout, {}).get("start room", (0, width))
         row["window in start room"] = float(np.mean((recent[:, 0] >= c0) & (recent[:, 0] < c1)))
         if cfg.encoder == "identity":
@@ -144,6 +152,49 @@ def reward_map(results, saved, seeds):
             row["R2(angle)"] = float(1 - np.sum((v - means) ** 2) / np.sum((v - v.mean()) ** 2))
         rows.append(row)
     return layout, (width, height), rows
+
+
+def history_entropy(positions, seed) -> float:
+    """kNN entropy (k = 3, nats) of ``HISTORY`` of the visited positions (cells) drawn
+    at random, dithered as the maze's ``state_entropy`` is."""
+    import jax.numpy as jnp
+
+    from purerl.envs.maze import DITHER
+    from purerl.ops import knn_entropy
+
+    rng = np.random.default_rng(seed)
+    x = positions[rng.choice(len(positions), min(HISTORY, len(positions)), replace=False)]
+    x = x + rng.uniform(-DITHER, DITHER, x.shape)
+    return float(knn_entropy(jnp.asarray(x, jnp.float32), 3))
+
+
+def uniform_history_entropy(env_id, steps, seeds) -> list:
+    """``history_entropy`` of the uniform-random policy's visited positions on the same
+    env, steps and number of seeds (one env per seed, as the maze preset runs)."""
+    import jax
+
+    from purerl import envs
+    from purerl.envs import maze
+
+    env = envs.make(env_id)
+    space = env.spec.action_space
+    scale = float(max(len(maze.LAYOUTS[maze.maze_layout(env_id)]),
+                      len(maze.LAYOUTS[maze.maze_layout(env_id)][0])))
+
+    def walk(key):
+        def step(state, k):
+            k_act, k_env = jax.random.split(k)
+            action = jax.random.uniform(k_act, space.shape, minval=np.asarray(space.low),
+                                        maxval=np.asarray(space.high))
+            state, ts = env.step(state, action, k_env)
+            return state, ts.info["final_obs"]
+
+        key, k_reset = jax.random.split(key)
+        state, _ = env.reset(k_reset)
+        return jax.lax.scan(step, state, jax.random.split(key, steps))[1]
+
+    visited = np.asarray(jax.jit(jax.vmap(walk))(jax.random.split(jax.random.key(0), seeds)))
+    return [history_entropy(v * scale, s) for s, v in enumerate(visited)]
 
 
 def changed_flags(results) -> str:
@@ -204,8 +255,11 @@ def main():
 
     keys = [k for k in rows[0] if k not in ("seed", "map", "window")]
     table = [{"seed": r["seed"], **{k: r[k] for k in keys}} for r in rows]
+    uniform = uniform_history_entropy(results["env"], results["total_steps"],
+                                      results["num_seeds"])
     with open(stem + ".json", "w") as f:
         json.dump({"run": results["env"], "total_steps": results["total_steps"],
+                   "uniform_history_entropy": uniform,
                    "config": results["config"], "machine": machine(), "seeds": table},
                   f, indent=1)
     fmt = lambda v: (f"({v[0]:.2f}, {v[1]:.2f})" if isinstance(v, list)  # noqa: E731
@@ -228,7 +282,11 @@ def main():
              "control, the kNN reward on positions (cells) against a queue of the agent's "
              "visited states; the fraction of the last window of positions in the start room; "
              "the foot of z = normalize(W obs + b) (cells), its distance ‖W x0 + b‖, and "
-             "the share of the reward map's variance explained by the angle about the foot.",
+             "the share of the reward map's variance explained by the angle about the foot; "
+             f"`history entropy`, the kNN entropy of {HISTORY} of all the seed's visited "
+             "states drawn at random (the uniform-random policy on the same env, steps and "
+             f"seeds: {np.mean(uniform):.2f} nats on average, "
+             f"{min(uniform):.2f} to {max(uniform):.2f}).",
              "", "| seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     lines += ["| " + " | ".join([str(r["seed"])] + [fmt(r[k]) for k in keys]) + " |"
               for r in table]
