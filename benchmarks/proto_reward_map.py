@@ -67,6 +67,22 @@ def load(run_dir):
     return results, ocp.StandardCheckpointer().restore(path)
 
 
+def arena(env_id):
+    """``(free [rows, cols] bool, scale)`` of a maze id: its cells, and what the env
+    divides positions (cells) by to make observations."""
+    from purerl.envs import maze
+
+    layout = maze.Maze(maze.maze_layout(env_id))
+    return np.asarray(layout.free), layout.scale
+
+
+def region_mean(values, columns):
+    """Mean of a ``[rows, cols]`` map on the 0.1-cell grid over cell columns
+    ``(c0, c1)``, NaN (walls) left out."""
+    c0, c1 = columns
+    return float(np.nanmean(values[:, int(c0 / GRID):int(c1 / GRID)]))
+
+
 def reward_map(results, saved, seeds):
     import jax
     import jax.numpy as jnp
@@ -80,9 +96,8 @@ def reward_map(results, saved, seeds):
     cfg = proto.Config(**config)
     layout = maze.maze_layout(results["env"])
     nets = proto.make_nets(cfg, envs.make(results["env"]).spec)
-    free = maze.subcell_grid(layout)[::maze.COVERAGE_RES, ::maze.COVERAGE_RES]
+    free, scale = arena(results["env"])
     height, width = free.shape
-    scale = float(max(free.shape))
     xs = np.stack(np.meshgrid(np.arange(GRID / 2, width, GRID),
                               np.arange(GRID / 2, height, GRID)), -1)
     cells = np.floor(xs).astype(int)
@@ -115,10 +130,9 @@ def reward_map(results, saved, seeds):
         row = {"seed": s, "map": r,
                "window": recent,
                "state_entropy": float(env_state["entropy"][s]),
-               "coverage": float(np.asarray(env_state["visited"][s]).sum()
-                                 / maze.subcell_grid(layout).sum())}
-        for name, (c0, c1) in REGIONS.get(layout, {}).items():
-            row[f"reward {name}"] = float(np.nanmean(r[:, int(c0 / GRID):int(c1 / GRID)]))
+               "coverage": float(results["coverage"][-1][s])}
+        for name, columns in REGIONS.get(layout, {}).items():
+            row[f"reward {name}"] = region_mean(r, columns)
         visited = saved["memory"]["data"]["next_obs"][s][:int(saved["memory"]["size"][s])]
         for name, (c0, c1) in REGIONS.get(layout, {}).items():
             x = visited[:, 0] * scale
@@ -129,11 +143,10 @@ def reward_map(results, saved, seeds):
         in_cells = np.mean([position_knn(visited[d] * scale) for d in draws], axis=0)
         in_cells = np.where(on_free, in_cells, np.nan)
         if "far room" in REGIONS.get(layout, {}):
-            (a0, a1), (f0, f1) = REGIONS[layout]["start room"], REGIONS[layout]["far room"]
-            region = lambda m, c0, c1: np.nanmean(m[:, int(c0 / GRID):int(c1 / GRID)])  # noqa: E731
-            row["r_intr far/start"] = float(region(r, f0, f1) / region(r, a0, a1))
-            row["position kNN far/start"] = float(region(in_cells, f0, f1)
-                                                  / region(in_cells, a0, a1))
+            start, far = REGIONS[layout]["start room"], REGIONS[layout]["far room"]
+            row["r_intr far/start"] = region_mean(r, far) / region_mean(r, start)
+            row["position kNN far/start"] = (region_mean(in_cells, far)
+                                             / region_mean(in_cells, start))
         row["history entropy"] = history_entropy(visited * scale, s)
         c0, c1 = REGIONS.get(layout, {}).get("start room", (0, width))
         row["window in start room"] = float(np.mean((recent[:, 0] >= c0) & (recent[:, 0] < c1)))
@@ -174,18 +187,15 @@ def uniform_history_entropy(env_id, steps, seeds) -> list:
     import jax
 
     from purerl import envs
-    from purerl.envs import maze
+    from purerl.memory import random_actions
 
     env = envs.make(env_id)
-    space = env.spec.action_space
-    scale = float(max(len(maze.LAYOUTS[maze.maze_layout(env_id)]),
-                      len(maze.LAYOUTS[maze.maze_layout(env_id)][0])))
+    _, scale = arena(env_id)
 
     def walk(key):
         def step(state, k):
             k_act, k_env = jax.random.split(k)
-            action = jax.random.uniform(k_act, space.shape, minval=np.asarray(space.low),
-                                        maxval=np.asarray(space.high))
+            action = random_actions(env.spec.action_space, k_act, 1)[0]
             state, ts = env.step(state, action, k_env)
             return state, ts.info["final_obs"]
 

@@ -150,7 +150,7 @@ def test_reward_is_task_coef_times_task_plus_intr_coef_times_intrinsic(agent_par
 
 
 def test_reward_on_obs_measures_the_same_candidates_between_states(agent_parts):
-    cfg, _, state, batch, _ = agent_parts
+    cfg, _, state, batch, step = agent_parts
     env = purerl.envs.make("Maze-Open-v0")
     ablation = dataclasses.replace(cfg, reward_on="obs")
     nets = proto.make_nets(ablation, env.spec)
@@ -165,8 +165,7 @@ def test_reward_on_obs_measures_the_same_candidates_between_states(agent_parts):
     r = cKDTree(queue).query(batch["next_obs"], k=[ablation.knn_k])[0][:, 0]
     np.testing.assert_allclose(metrics["proto/intr_reward"], r.mean(), rtol=1e-5)
     # The paper's reward compares embeddings: unit vectors, not the states.
-    paper, _ = jax.jit(lambda s, b, k: proto.learner_step(s, b, k, *parts(cfg, env)))(
-        state, batch, jax.random.key(6))
+    paper, _ = step(state, batch, jax.random.key(6))
     np.testing.assert_allclose(np.linalg.norm(np.asarray(paper.queue)[:4], axis=1), 1.0,
                                rtol=1e-5)
     with pytest.raises(ValueError, match="Config.reward_on must be one of"):
@@ -176,10 +175,6 @@ def test_reward_on_obs_measures_the_same_candidates_between_states(agent_parts):
     frames = EnvSpec((64, 64, 3), "uint8", Box((-1.0,), (1.0,), (1,)), 10)
     with pytest.raises(ValueError, match="not with pixel observations"):
         proto.make(proto.Config(reward_on="obs"), frames)
-
-
-def parts(cfg, env):
-    return proto.make_nets(cfg, env.spec), cfg
 
 
 def test_finetune_phase_freezes_the_representation():
