@@ -26,9 +26,11 @@ From the run's last checkpoint, per seed:
   normalisation is singular, and far from it (beyond ‖W·x0 + b‖ / ‖W‖) z depends
   mostly on the angle of the position about x0, not on its distance. ``R2(angle)`` is
   the fraction of the reward map's variance explained by that angle alone (means over
-  90 angle bins).
+  90 angle bins). Not on the ``-Fourier`` ids, whose observation is not the position
+  alone.
 
-Results go to ``benchmarks/results/proto_reward_map_<layout>.{json,md,png}``.
+Results go to
+``benchmarks/results/proto_reward_map_<layout>[_fourier][<suffix>].{json,md,png}``.
 """
 
 import argparse
@@ -68,12 +70,12 @@ def load(run_dir):
 
 
 def arena(env_id):
-    """``(free [rows, cols] bool, scale)`` of a maze id: its cells, and what the env
-    divides positions (cells) by to make observations."""
+    """``(free [rows, cols] bool, scale, observe)`` of a maze id: its cells, what the env
+    divides positions (cells) by, and its observation of positions (cells)."""
     from purerl.envs import maze
 
-    layout = maze.Maze(maze.maze_layout(env_id))
-    return np.asarray(layout.free), layout.scale
+    layout = maze.Maze(maze.maze_layout(env_id), fourier=env_id.endswith("-Fourier-v0"))
+    return np.asarray(layout.free), layout.scale, layout.observe
 
 
 def region_mean(values, columns):
@@ -96,7 +98,7 @@ def reward_map(results, saved, seeds):
     cfg = proto.Config(**config)
     layout = maze.maze_layout(results["env"])
     nets = proto.make_nets(cfg, envs.make(results["env"]).spec)
-    free, scale = arena(results["env"])
+    free, scale, observe = arena(results["env"])
     height, width = free.shape
     xs = np.stack(np.meshgrid(np.arange(GRID / 2, width, GRID),
                               np.arange(GRID / 2, height, GRID)), -1)
@@ -106,7 +108,7 @@ def reward_map(results, saved, seeds):
 
     @jax.jit
     def rewards(encoder, projector, queue):
-        obs = jnp.asarray(xs.reshape(-1, 2) / scale)
+        obs = observe(jnp.asarray(xs.reshape(-1, 2), jnp.float32))
         # As the run measured r_intr: between embeddings, or states (reward_on='obs').
         points = proto.embed(nets, encoder, projector, obs) if cfg.reward_on == "embedding" \
             else obs
@@ -133,7 +135,8 @@ def reward_map(results, saved, seeds):
                "coverage": float(results["coverage"][-1][s])}
         for name, columns in REGIONS.get(layout, {}).items():
             row[f"reward {name}"] = region_mean(r, columns)
-        visited = saved["memory"]["data"]["next_obs"][s][:int(saved["memory"]["size"][s])]
+        # The position leads every maze observation.
+        visited = saved["memory"]["data"]["next_obs"][s][:int(saved["memory"]["size"][s]), :2]
         for name, (c0, c1) in REGIONS.get(layout, {}).items():
             x = visited[:, 0] * scale
             row[f"steps in {name}"] = float(np.mean((x >= c0) & (x < c1)))
@@ -150,7 +153,7 @@ def reward_map(results, saved, seeds):
         row["history entropy"] = history_entropy(visited * scale, s)
         c0, c1 = REGIONS.get(layout, {}).get("start room", (0, width))
         row["window in start room"] = float(np.mean((recent[:, 0] >= c0) & (recent[:, 0] < c1)))
-        if cfg.encoder == "identity":
+        if cfg.encoder == "identity" and not results["env"].endswith("-Fourier-v0"):
             kernel = np.asarray(params["projector"]["params"]["kernel"][s])
             bias = np.asarray(params["projector"]["params"]["bias"][s])
             foot, *_ = np.linalg.lstsq(kernel.T, -bias, rcond=None)
@@ -190,14 +193,14 @@ def uniform_history_entropy(env_id, steps, seeds) -> list:
     from purerl.memory import random_actions
 
     env = envs.make(env_id)
-    _, scale = arena(env_id)
+    _, scale, _ = arena(env_id)
 
     def walk(key):
         def step(state, k):
             k_act, k_env = jax.random.split(k)
             action = random_actions(env.spec.action_space, k_act, 1)[0]
             state, ts = env.step(state, action, k_env)
-            return state, ts.info["final_obs"]
+            return state, ts.info["final_obs"][..., :2]
 
         key, k_reset = jax.random.split(key)
         state, _ = env.reset(k_reset)
@@ -260,7 +263,8 @@ def main():
         ax.tick_params(labelsize=6)
         fig.colorbar(im, ax=ax, fraction=0.02)
     fig.tight_layout()
-    stem = os.path.join(args.out_dir, f"proto_reward_map_{layout}{args.suffix}")
+    fourier = "_fourier" if results["env"].endswith("-Fourier-v0") else ""
+    stem = os.path.join(args.out_dir, f"proto_reward_map_{layout}{fourier}{args.suffix}")
     fig.savefig(stem + ".png", dpi=50)
 
     keys = [k for k in rows[0] if k not in ("seed", "map", "window")]
@@ -291,8 +295,9 @@ def main():
              "each region; r_intr's far room / start room ratio, and the same ratio for the "
              "control, the kNN reward on positions (cells) against a queue of the agent's "
              "visited states; the fraction of the last window of positions in the start room; "
-             "the foot of z = normalize(W obs + b) (cells), its distance ‖W x0 + b‖, and "
-             "the share of the reward map's variance explained by the angle about the foot; "
+             + ("the foot of z = normalize(W obs + b) (cells), its distance ‖W x0 + b‖, and "
+                "the share of the reward map's variance explained by the angle about the foot; "
+                if "foot" in keys else "") +
              f"`history entropy`, the kNN entropy of {HISTORY} of all the seed's visited "
              "states drawn at random (the uniform-random policy on the same env, steps and "
              f"seeds: {np.mean(uniform):.2f} nats on average, "

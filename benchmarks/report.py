@@ -75,7 +75,8 @@ def exploration_tables() -> str:
         with open(path) as f:
             report = json.load(f)
         name = os.path.basename(path)[:-len(".json")]
-        out += [f"**{name}** (Maze-{report['layout']}, {report['num_seeds']} seeds, "
+        env = report.get("env", f"Maze-{report['layout']}-v0")
+        out += [f"**{name}** ({env}, {report['num_seeds']} seeds, "
                 f"{report['pretrain_steps']:,} pre-training"
                 + (f" / {report['finetune_steps']:,} fine-tuning" if report.get("finetune_steps")
                    else "") + f" steps; [table](benchmarks/results/{name}.md)):", "",

@@ -4,7 +4,7 @@ scratch; SMM with a non-uniform target; SMM's historical averaging at test time.
 
     python benchmarks/run_exploration.py [--layout Bottleneck] [--num-seeds 8] \
         [--pretrain-steps 30000] [--finetune-steps 30000] [--suffix _60k] \
-        [--arms uniform,sac_zero_reward,proto]
+        [--arms uniform,sac_zero_reward,proto] [--fourier]
 
 Every arm is an experiment-script command (printed as it runs), 8 seeds vmapped in
 one compiled program, the same reward-free budget for the pre-training arms and the
@@ -26,7 +26,10 @@ Two SMM-only measurements:
   test config) against the last policy alone; coverage of those test episodes (fresh
   coverage grid), actions sampled and, separately, the mode.
 
-Results go to ``benchmarks/results/exploration_<layout><suffix>.{json,md,png}``.
+``--fourier`` runs every arm on the ``-Fourier`` ids (the position followed by 14 fixed
+random Fourier features of it, see ``purerl.envs.maze``).
+
+Results go to ``benchmarks/results/exploration_<layout>[_fourier]<suffix>.{json,md,png}``.
 """
 
 import argparse
@@ -137,9 +140,12 @@ def main(argv=None) -> int:
     p.add_argument("--suffix", default="")
     p.add_argument("--arms", default="", help="comma-separated subset of the arms "
                    "(default: all); fine-tuning arms need their pre-training arm")
+    p.add_argument("--fourier", action="store_true",
+                   help="observe the position and its random Fourier features (16-d)")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     args = p.parse_args(argv)
-    free, goal = f"Maze-{args.layout}-v0", f"Maze-{args.layout}-Goal-v0"
+    obs = "-Fourier" if args.fourier else ""
+    free, goal = f"Maze-{args.layout}{obs}-v0", f"Maze-{args.layout}-Goal{obs}-v0"
     common = f"--num-seeds {args.num_seeds}"
     sac = sac_flags()
     pre, fine = f"--total-steps {args.pretrain_steps}", f"--total-steps {args.finetune_steps}"
@@ -183,7 +189,7 @@ def main(argv=None) -> int:
             "env_steps_per_second": r["env_steps_per_second"],
         }
     finetuned = any(n.endswith(("_finetune", "_scratch")) for n in arms)
-    report = {"layout": args.layout, "num_seeds": args.num_seeds,
+    report = {"layout": args.layout, "env": free, "num_seeds": args.num_seeds,
               "pretrain_steps": args.pretrain_steps,
               "finetune_steps": args.finetune_steps if finetuned else None,
               "machine": machine(), "versions": next(iter(results.values()))["versions"],
@@ -192,7 +198,8 @@ def main(argv=None) -> int:
         report["historical_averaging"] = historical_averaging(
             os.path.join(tmp, "smm", "snapshot"), free, args.test_episodes)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"exploration_{args.layout}{args.suffix}")
+    fourier = "_fourier" if args.fourier else ""
+    stem = os.path.join(args.out, f"exploration_{args.layout}{fourier}{args.suffix}")
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1)
     with open(stem + ".md", "w") as f:
@@ -236,7 +243,8 @@ def machine() -> str:
 def table(report) -> str:
     fine = (f"fine-tuning {report['finetune_steps']} on the sparse goal"
             if report.get("finetune_steps") else "no fine-tuning arms in this run")
-    rows = [f"Maze-{report['layout']}: {report['num_seeds']} seeds; pre-training "
+    env = report.get("env", f"Maze-{report['layout']}-v0")
+    rows = [f"{env}: {report['num_seeds']} seeds; pre-training "
             f"{report['pretrain_steps']} reward-free env steps, {fine}. Mean over seeds "
             f"[95% bootstrap interval]. Machine: {report['machine']}.", "",
             "| arm | coverage | state entropy (nats) | KL to uniform | KL to corridor | "
@@ -287,7 +295,7 @@ def plot(report, path) -> None:
         arm = report["arms"][name]
         ax1.plot(arm["eval_steps"], arm["coverage_curve"], label=name)
     ax1.set(xlabel="env steps (reward-free)", ylabel="coverage (mean over seeds)",
-            title=f"Maze-{report['layout']}: pre-training")
+            title=f"{report.get('env', 'Maze-' + report['layout'])}: pre-training")
     for name in present("proto_finetune", "smm_finetune", "sac_scratch"):
         arm = report["arms"][name]
         ax2.plot(arm["eval_steps"], arm["return_curve"], label=name)

@@ -5,7 +5,7 @@ Pre-training on the intrinsic reward alone (``--phase pretrain``), then fine-tun
 on the task reward plus 0.2 times the intrinsic one from the pre-trained snapshot
 (``--phase finetune --snapshot <pretrain out>/snapshot``), with the encoder,
 projector, predictor and prototypes frozen; ``--phase both`` runs the two into
-``<out>/pretrain`` and ``<out>/finetune``. On the maze ids (``Maze-<Layout>[-Goal]-v0``)
+``<out>/pretrain`` and ``<out>/finetune``. On the maze ids (``Maze-<Layout>[-Goal][-Fourier]-v0``)
 the whole run is one compiled program vmapped over seeds and results.json has the
 ``coverage`` and ``state_entropy`` of every evaluation; ``--env dmc:<domain>-<task>``
 runs on the host, from states or with ``--pixels``.
@@ -20,6 +20,7 @@ os.environ.setdefault(
 
 from purerl import experiment  # noqa: E402
 from purerl.algos import proto  # noqa: E402
+from purerl.envs.maze import maze_ids  # noqa: E402
 
 # The mazes' 2-d states on this 2-core CPU: smaller networks, batch and prototype set
 # than the original's pixel agent (1024-wide heads, batch 512, 512 prototypes), and
@@ -36,8 +37,7 @@ MAZE = dict(total_steps=30_000, num_envs=1, num_evals=10, num_eval_envs=4,
             learning_starts=1000, hidden_sizes=(128, 128), batch_size=128, lr=3e-4,
             proto_lr=3e-4, proto_dim=32, predictor_hidden=128, num_prototypes=64,
             queue_size=256)
-PRESETS = {f"Maze-{layout}{task}-v0": MAZE
-           for layout in ("Open", "Rooms", "UMaze", "Bottleneck") for task in ("", "-Goal")}
+PRESETS = {env_id: MAZE for env_id in maze_ids()}  # -Fourier ids included
 PRESETS["dmc:cartpole-swingup"] = dict(
     # dm_control from states on the host (action repeat 8, as the SAC preset).
     total_steps=20_000, action_repeat=8, learning_starts=1000, num_eval_envs=5,

@@ -22,6 +22,7 @@ os.environ.setdefault(
 
 from purerl import experiment  # noqa: E402
 from purerl.algos import smm  # noqa: E402
+from purerl.envs.maze import maze_ids  # noqa: E402
 
 # The mazes on this 2-core CPU, with the SAC settings of Proto-RL's maze preset (the
 # same loop, heads, batch, learning rate, temperature, targets and log-std bound as
@@ -32,8 +33,7 @@ MAZE = dict(total_steps=30_000, num_envs=1, num_evals=10, num_eval_envs=4,
             learning_starts=1000, hidden_sizes=(128, 128), batch_size=128, lr=3e-4,
             init_alpha=0.1, tau=0.01, log_std_min=-10.0,
             discriminator_hidden=(128, 128), history_every=2000)
-PRESETS = {f"Maze-{layout}{task}-v0": MAZE
-           for layout in ("Open", "Rooms", "UMaze", "Bottleneck") for task in ("", "-Goal")}
+PRESETS = {env_id: MAZE for env_id in maze_ids()}  # -Fourier ids included
 PRESETS["dmc:cartpole-swingup"] = dict(
     # dm_control from states on the host (action repeat 8, as the SAC preset).
     total_steps=20_000, action_repeat=8, learning_starts=1000, num_eval_envs=5,

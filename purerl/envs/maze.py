@@ -16,6 +16,13 @@ Ids (``purerl.envs.make``):
 * ``Maze-<Layout>-v0``: reward-free (reward 0 at every step), for pre-training.
 * ``Maze-<Layout>-Goal-v0``: sparse reward 1 at every step the point is within 0.5 of
   the centre of the ``G`` cell, else 0 (no termination), for fine-tuning.
+* ``Maze-<Layout>[-Goal]-Fourier-v0``: the same env, observed as the position followed
+  by ``FOURIER_FEATURES`` fixed random Fourier features of it, cos(2π B·p + c), with
+  B ~ N(0, ``FOURIER_SCALE``²) per unit of the normalised position p and c ~ U[0, 2π),
+  drawn once from seed 0 (Rahimi & Recht, "Random Features for Large-Scale Kernel
+  Machines", NeurIPS 2007). An observation of more than two dimensions for agents whose
+  representation of a 2-d state is too poor: Proto-RL's identity encoder embeds a
+  state as normalize(W·obs + b), which, for a 2-d obs, keeps little more than an angle.
 
 Layouts: ``Open`` (one room, no bottleneck), ``Rooms`` (four rooms joined by doors
 two cells wide), ``UMaze`` (a corridor two cells wide folded around a wall) and
@@ -115,6 +122,10 @@ STEP_SIZE = 0.25
 MAX_STEPS = 250
 GOAL_RADIUS = 0.5
 DITHER = 1e-3
+FOURIER_FEATURES = 14
+FOURIER_SCALE = 3.0
+_FOURIER_B = np.random.default_rng(0).normal(0.0, FOURIER_SCALE, (FOURIER_FEATURES, 2))
+_FOURIER_C = np.random.default_rng(1).uniform(0.0, 2 * np.pi, FOURIER_FEATURES)
 
 
 def _parse(rows):
@@ -138,11 +149,12 @@ class MazeParams(environment.EnvParams):
 
 
 class Maze(environment.Environment):
-    """A layout of ``LAYOUTS``; ``goal=True`` for the sparse-goal task."""
+    """A layout of ``LAYOUTS``; ``goal=True`` for the sparse-goal task; ``fourier=True``
+    appends the random Fourier features to the observation."""
 
-    def __init__(self, layout: str, goal: bool = False):
+    def __init__(self, layout: str, goal: bool = False, fourier: bool = False):
         super().__init__()
-        self.layout, self.goal = layout, goal
+        self.layout, self.goal, self.fourier = layout, goal, fourier
         free, start, goal_xy = _parse(LAYOUTS[layout])
         self.free = jnp.asarray(free)
         self.height, self.width = free.shape
@@ -161,7 +173,16 @@ class Maze(environment.Environment):
                                   jnp.clip(col, 0, self.width - 1)]
 
     def get_obs(self, state, params=None, key=None):
-        return state.pos / self.scale
+        return self.observe(state.pos)
+
+    def observe(self, pos):
+        """The observation of positions ``[..., 2]`` (cells)."""
+        p = pos / self.scale
+        if not self.fourier:
+            return p
+        b = jnp.asarray(_FOURIER_B, jnp.float32)
+        c = jnp.asarray(_FOURIER_C, jnp.float32)
+        return jnp.concatenate([p, jnp.cos(2 * jnp.pi * (p @ b.T) + c)], axis=-1)
 
     def reset_env(self, key, params):
         jitter = jax.random.uniform(key, (2,), minval=-0.1, maxval=0.1)
@@ -180,6 +201,8 @@ class Maze(environment.Environment):
         return self.get_obs(state), state, reward, jnp.bool_(False), {}
 
     def observation_space(self, params):
+        if self.fourier:
+            return spaces.Box(-1.0, 1.0, (2 + FOURIER_FEATURES,), jnp.float32)
         return spaces.Box(0.0, 1.0, (2,), jnp.float32)
 
     def action_space(self, params=None):
@@ -252,11 +275,12 @@ def log_target(env_id: str, target: str):
 
 
 def maze_layout(env_id: str) -> str:
-    """``"Bottleneck"`` for ``Maze-Bottleneck[-Goal]-v0``; a clear error otherwise."""
+    """``"Bottleneck"`` for ``Maze-Bottleneck[-Goal][-Fourier]-v0``; a clear error
+    otherwise."""
     if env_id not in maze_ids():
         raise ValueError(f"{env_id!r} is not a maze id ({', '.join(maze_ids())})")
-    name = env_id[len("Maze-"):-len("-v0")]
-    return name[:-len("-Goal")] if name.endswith("-Goal") else name
+    name = env_id[len("Maze-"):-len("-v0")].removesuffix("-Fourier")
+    return name.removesuffix("-Goal")
 
 
 def track_coverage(env: Env, maze: Maze) -> Env:
@@ -282,7 +306,7 @@ def track_coverage(env: Env, maze: Maze) -> Env:
         return knn_entropy(positions + noise, 3), kl
 
     def visit(s: CoverageState, obs):
-        pos = obs * maze.scale
+        pos = obs[..., :2] * maze.scale  # the position leads every maze observation
         idx = subcell_index(maze.free.shape, pos)
         visited = s.visited.reshape(-1).at[idx].set(True).reshape(free.shape)
         slots = (s.cursor + jnp.arange(n)) % window
@@ -319,15 +343,16 @@ def track_coverage(env: Env, maze: Maze) -> Env:
 
 
 def maze_ids():
-    return tuple(f"Maze-{name}{task}-v0" for name in LAYOUTS for task in ("", "-Goal"))
+    return tuple(f"Maze-{name}{task}{obs}-v0" for name in LAYOUTS for task in ("", "-Goal")
+                 for obs in ("", "-Fourier"))
 
 
 def make_maze(env_id: str, **params) -> Env:
-    """``Maze-<Layout>[-Goal]-v0`` as a purerl ``Env`` that tracks coverage once
+    """``Maze-<Layout>[-Goal][-Fourier]-v0`` as a purerl ``Env`` that tracks coverage once
     vectorised."""
     from purerl.envs.gymnax import from_gymnax
 
-    maze = Maze(maze_layout(env_id), env_id.endswith("-Goal-v0"))
+    maze = Maze(maze_layout(env_id), "-Goal-" in env_id, env_id.endswith("-Fourier-v0"))
     try:
         env_params = maze.default_params.replace(**params)
     except (TypeError, ValueError) as e:

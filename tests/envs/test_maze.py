@@ -60,6 +60,26 @@ def test_ids_and_spec():
         envs.make("Maze-Nowhere-v0")
 
 
+def test_fourier_ids_add_features_of_the_position_and_change_nothing_else():
+    """The same keys and actions on ``-Fourier`` and plain ids: the position leads the
+    observation, the features are cos(2π B·p + c) (numpy, float64), and rewards,
+    time limits and coverage metrics are the plain id's."""
+    for task in ("", "-Goal"):
+        spec = envs.make(f"Maze-Bottleneck{task}-Fourier-v0").spec
+        assert spec.obs_shape == (2 + maze_lib.FOURIER_FEATURES,)
+        assert maze_lib.maze_layout(f"Maze-Bottleneck{task}-Fourier-v0") == "Bottleneck"
+        plain = rollout(f"Maze-Bottleneck{task}-v0", 400)  # the window fills at 342
+        four = rollout(f"Maze-Bottleneck{task}-Fourier-v0", 400)
+        for name in ("reset_obs", "final_obs"):
+            p = plain[name].astype(np.float64)
+            np.testing.assert_array_equal(four[name][..., :2], plain[name])
+            features = np.cos(2 * np.pi * p @ maze_lib._FOURIER_B.T + maze_lib._FOURIER_C)
+            np.testing.assert_allclose(four[name][..., 2:], features, atol=2e-5)
+        for name in ("reward", "truncated", "coverage", "entropy", "kl_uniform"):
+            np.testing.assert_array_equal(four[name], plain[name])
+        assert np.isfinite(plain["entropy"][-1]).all() and plain["truncated"].any()
+
+
 def test_every_visited_position_is_free(random_run):
     free = layout_free("Bottleneck")
     scale = max(free.shape)

@@ -248,12 +248,13 @@ PROTO_TINY = ["--num-seeds", "2", "--total-steps", "64", "--num-evals", "2",
 
 
 def test_proto_both_phases_on_the_maze_with_coverage(tmp_path):
+    # On the -Fourier id (16-d observations), whose position leads the observation.
     from purerl.algos import proto
     from purerl.envs import make
     from purerl.snapshot import load
 
     out = tmp_path / "run"
-    proc = run("experiments/proto.py", "--env", "Maze-Bottleneck-Goal-v0", "--phase",
+    proc = run("experiments/proto.py", "--env", "Maze-Bottleneck-Goal-Fourier-v0", "--phase",
                "both", *PROTO_TINY, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     pre = json.loads((out / "pretrain" / "results.json").read_text())
@@ -266,7 +267,7 @@ def test_proto_both_phases_on_the_maze_with_coverage(tmp_path):
         assert all(0.0 < c <= 1.0 for c in results["coverage"][-1])
         assert np.shape(results["state_entropy"]) == (2, 2)
     # Fine-tuning changed the heads but not the frozen representation.
-    spec = make("Maze-Bottleneck-Goal-v0").spec
+    spec = make("Maze-Bottleneck-Goal-Fourier-v0").spec
     like = jax_fresh_states(proto, spec, 2)
     a = load(str(out / "pretrain" / "snapshot"), like, proto, spec)
     b = load(str(out / "finetune" / "snapshot"), like, proto, spec)
@@ -279,12 +280,14 @@ def test_proto_both_phases_on_the_maze_with_coverage(tmp_path):
     proc = run("benchmarks/proto_reward_map.py", str(out / "pretrain"), "--out-dir",
                str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    seeds = json.loads((tmp_path / "proto_reward_map_Bottleneck.json").read_text())["seeds"]
-    assert len(seeds) == 2 and (tmp_path / "proto_reward_map_Bottleneck.png").exists()
+    stem = tmp_path / "proto_reward_map_Bottleneck_fourier"
+    seeds = json.loads(stem.with_suffix(".json").read_text())["seeds"]
+    assert len(seeds) == 2 and stem.with_suffix(".png").exists()
     for row in seeds:
         regions = [row[f"steps in {r}"] for r in ("start room", "corridor", "far room")]
         assert abs(sum(regions) - 1.0) < 1e-6 and 0.0 <= row["window in start room"] <= 1.0
         assert np.isfinite(row["reward far room"]) and "foot" not in row  # an MLP encoder
+        assert np.isfinite(row["history entropy"])
 
 
 def test_a_flag_wins_over_the_phase_and_both_phases_refuse_it():
