@@ -70,12 +70,12 @@ def load(run_dir):
 
 
 def arena(env_id):
-    """``(free [rows, cols] bool, scale, observe)`` of a maze id: its cells, what the env
-    divides positions (cells) by, and its observation of positions (cells)."""
-    from purerl.envs import maze
+    """The ``purerl.envs.maze.Maze`` of a maze id: its cells (``free``), what it divides
+    positions (cells) by (``scale``), its observation of positions (``observe``), and
+    whether that carries Fourier features (``fourier``)."""
+    from purerl.envs.maze import maze_from_id
 
-    layout = maze.Maze(maze.maze_layout(env_id), fourier=env_id.endswith("-Fourier-v0"))
-    return np.asarray(layout.free), layout.scale, layout.observe
+    return maze_from_id(env_id)
 
 
 def region_mean(values, columns):
@@ -91,14 +91,14 @@ def reward_map(results, saved, seeds):
 
     from purerl import envs
     from purerl.algos import proto
-    from purerl.envs import maze
     from purerl.ops import knn_distances
 
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items()}
     cfg = proto.Config(**config)
-    layout = maze.maze_layout(results["env"])
     nets = proto.make_nets(cfg, envs.make(results["env"]).spec)
-    free, scale, observe = arena(results["env"])
+    maze_env = arena(results["env"])
+    layout = maze_env.layout
+    free, scale = np.asarray(maze_env.free), maze_env.scale
     height, width = free.shape
     xs = np.stack(np.meshgrid(np.arange(GRID / 2, width, GRID),
                               np.arange(GRID / 2, height, GRID)), -1)
@@ -108,7 +108,7 @@ def reward_map(results, saved, seeds):
 
     @jax.jit
     def rewards(encoder, projector, queue):
-        obs = observe(jnp.asarray(xs.reshape(-1, 2), jnp.float32))
+        obs = maze_env.observe(jnp.asarray(xs.reshape(-1, 2), jnp.float32))
         # As the run measured r_intr: between embeddings, or states (reward_on='obs').
         points = proto.embed(nets, encoder, projector, obs) if cfg.reward_on == "embedding" \
             else obs
@@ -153,7 +153,7 @@ def reward_map(results, saved, seeds):
         row["history entropy"] = history_entropy(visited * scale, s)
         c0, c1 = REGIONS.get(layout, {}).get("start room", (0, width))
         row["window in start room"] = float(np.mean((recent[:, 0] >= c0) & (recent[:, 0] < c1)))
-        if cfg.encoder == "identity" and not results["env"].endswith("-Fourier-v0"):
+        if cfg.encoder == "identity" and not maze_env.fourier:  # a 2-d obs only
             kernel = np.asarray(params["projector"]["params"]["kernel"][s])
             bias = np.asarray(params["projector"]["params"]["bias"][s])
             foot, *_ = np.linalg.lstsq(kernel.T, -bias, rcond=None)
@@ -193,7 +193,7 @@ def uniform_history_entropy(env_id, steps, seeds) -> list:
     from purerl.memory import random_actions
 
     env = envs.make(env_id)
-    _, scale, _ = arena(env_id)
+    scale = arena(env_id).scale
 
     def walk(key):
         def step(state, k):
@@ -263,7 +263,7 @@ def main():
         ax.tick_params(labelsize=6)
         fig.colorbar(im, ax=ax, fraction=0.02)
     fig.tight_layout()
-    fourier = "_fourier" if results["env"].endswith("-Fourier-v0") else ""
+    fourier = "_fourier" if arena(results["env"]).fourier else ""
     stem = os.path.join(args.out_dir, f"proto_reward_map_{layout}{fourier}{args.suffix}")
     fig.savefig(stem + ".png", dpi=50)
 

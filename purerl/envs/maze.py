@@ -347,12 +347,17 @@ def maze_ids():
                  for obs in ("", "-Fourier"))
 
 
+def maze_from_id(env_id: str) -> Maze:
+    """The ``Maze`` of ``Maze-<Layout>[-Goal][-Fourier]-v0``; a clear error otherwise."""
+    return Maze(maze_layout(env_id), "-Goal-" in env_id, env_id.endswith("-Fourier-v0"))
+
+
 def make_maze(env_id: str, **params) -> Env:
     """``Maze-<Layout>[-Goal][-Fourier]-v0`` as a purerl ``Env`` that tracks coverage once
     vectorised."""
     from purerl.envs.gymnax import from_gymnax
 
-    maze = Maze(maze_layout(env_id), "-Goal-" in env_id, env_id.endswith("-Fourier-v0"))
+    maze = maze_from_id(env_id)
     try:
         env_params = maze.default_params.replace(**params)
     except (TypeError, ValueError) as e:
