@@ -123,12 +123,17 @@ class HostLoop:
             agent_state = agent.init(key)
             return agent_state, memory.init(memory_lib.example(agent, agent_state, spec, n), n)
 
-        def act_eval(agent_state, carry, obs, first):
-            key = jax.random.key(0)  # unused in eval mode
+        def act_eval(agent_state, carry, obs, first, key, t):
+            # An evaluation's step t draws with fold_in(fold_in(key, horizon + 2), t):
+            # fresh noise at every step and every evaluation (an agent may sample in
+            # eval mode: Dreamer's mode, SMM's skill), apart from the keys the next
+            # iteration folds from the same runner key (0 .. horizon + 1).
             m = run.num_eval_envs
+            eval_keys = jax.vmap(lambda k: jax.random.fold_in(
+                jax.random.fold_in(k, horizon + 2), t))(key)
             action, carry, _ = jax.vmap(
-                lambda s, c, o, f: agent.act(s, c, o, f, key, eval=True))(
-                agent_state, carry, per_seed(obs, m), per_seed(first, m))
+                lambda s, c, o, f, k: agent.act(s, c, o, f, k, eval=True))(
+                agent_state, carry, per_seed(obs, m), per_seed(first, m), eval_keys)
             return flat(action), carry
 
         self._init = jax.jit(jax.vmap(init))
@@ -233,8 +238,9 @@ class HostLoop:
         first = np.ones(env.num_envs, bool)
         finished = np.zeros(env.num_envs, bool)
         returns = np.zeros(env.num_envs, np.float32)
-        for _ in range(env.spec.max_episode_steps):
-            action, carry = self._act_eval(runner.agent, carry, ts.obs, first)
+        for t in range(env.spec.max_episode_steps):
+            action, carry = self._act_eval(runner.agent, carry, ts.obs, first, runner.key,
+                                           jnp.int32(t))
             ts = env.step(np.asarray(action))
             first = ts.terminated | ts.truncated
             returns = np.where(first & ~finished, ts.info["episode_return"], returns)

@@ -209,3 +209,50 @@ def test_non_finite_guard_names_the_metric_or_parameter_and_the_seed():
            "step": params["step"]}
     assert first_non_finite(row, types.SimpleNamespace(params=bad)) == (
         "parameter ['actor']['w']", 2)
+
+
+def _make_noisy(cfg, spec) -> Agent:
+    """Acts at random in eval mode too: its actions show the keys it is given."""
+
+    def act(state, carry, obs, first, key, eval=False):
+        return jax.random.bernoulli(key, 0.5, obs.shape[:1]).astype(jnp.int32), carry, {}
+
+    return Agent(init=lambda key: jnp.zeros(()), act=act,
+                 update=lambda state, batch, key: (state, {}),
+                 init_carry=lambda n: jnp.zeros(n, jnp.int32))
+
+
+noisy_algo = types.SimpleNamespace(
+    __name__="tests.noisy_eval", Config=CountConfig, make=_make_noisy,
+    RUN=RunConfig(total_steps=2 * 5 * 2, num_envs=2, num_steps=5, num_evals=2,
+                  num_eval_envs=16))
+
+
+class RecordingHost(MemoryHost):
+    def __init__(self, num_envs, seed=0):
+        super().__init__(num_envs, seed)
+        self.actions = []
+
+    def step(self, action):
+        self.actions.append(np.array(action))
+        return super().step(action)
+
+
+def test_host_evaluation_draws_fresh_keys_per_step_and_per_evaluation():
+    # Each eval step of 16 envs x 2 seeds draws 32 random bits: with one key for every
+    # step (the bug fixed here) all 20 steps of an evaluation were the same draw.
+    evaluation = RecordingHost(2 * 16)
+    loop = host_loop.HostLoop(noisy_algo, MemoryHost(2 * 2), CountConfig(), num_seeds=2,
+                              eval_env=evaluation)
+    runner = loop.init(jax.random.key(0))
+    loop.evaluate(runner)
+    first = np.stack(evaluation.actions)
+    assert len({a.tobytes() for a in first}) == len(first), "eval steps repeat a draw"
+    assert not np.array_equal(first[0, :16], first[0, 16:]), "seeds share eval keys"
+    evaluation.actions.clear()
+    loop.evaluate(runner)
+    np.testing.assert_array_equal(np.stack(evaluation.actions), first)  # deterministic
+    runner, _ = loop.block(runner)  # the next evaluation draws anew
+    evaluation.actions.clear()
+    loop.evaluate(runner)
+    assert not np.array_equal(np.stack(evaluation.actions), first)
