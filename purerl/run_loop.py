@@ -227,7 +227,9 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
                        ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
                        extra={**driver.extra, "phase": phase, "snapshot_from": start,
                               "processes": jax.process_count(),
-                              "devices": jax.device_count(), **env_metrics(history)},
+                              "devices": jax.device_count(),
+                              "train_returns": train_returns(history),
+                              **env_metrics(history)},
                        repeat=repeat)
     snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
     driver.close()
@@ -266,6 +268,20 @@ def first_non_finite(row: dict, agent_state):
 def _action_repeat(driver) -> int:
     """Env frames per agent step (dm_control's action repeat; 1 elsewhere)."""
     return int((driver.extra.get("env_options") or {}).get("action_repeat") or 1)
+
+
+def train_returns(history) -> list:
+    """The mean return of the training episodes that ended in each block,
+    ``[evaluations][seeds]`` like ``eval_returns``; null where none ended. Beside the
+    evaluation it shows what the behaviour policy (exploration noise included) gets."""
+    import numpy as np
+
+    rows = []
+    for h in history:
+        ret = np.asarray(h["train/episode_return"], dtype=float).reshape(-1)
+        ended = np.asarray(h["train/episodes"]).reshape(-1) > 0
+        rows.append([float(r) if e else None for r, e in zip(ret, ended)])
+    return rows
 
 
 def env_metrics(history) -> dict:
