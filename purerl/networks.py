@@ -1,7 +1,7 @@
 """Flax (linen) modules shared by the algorithms."""
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import distrax
 import flax.linen as nn
@@ -56,13 +56,16 @@ class MLP(nn.Module):
     out_dim: int
     activation: str = "tanh"
     out_scale: float = 1.0
+    kernel_init: Callable | None = None
+    """If given, every layer's kernel init instead (e.g. Keras' Glorot uniform)."""
 
     @nn.compact
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
+        init = lambda gain: self.kernel_init or orthogonal(gain)  # noqa: E731
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_scale))(x)
+            x = act(nn.Dense(width, kernel_init=init(np.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=init(self.out_scale))(x)
 
 
 class ValueNet(nn.Module):

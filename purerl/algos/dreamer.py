@@ -1,7 +1,8 @@
 """Dreamer (v1): a recurrent state-space world model learned from replayed sequences,
 and an actor and a value learned in its latent imagination (Hafner et al. 2020,
 "Dream to Control", arXiv:1912.01603; reference code danijar/dreamer at 56d4d44,
-``dreamer.py`` and ``models.py``).
+``dreamer.py`` and ``models.py``). Every dense layer is initialised with Glorot uniform
+(Keras' default, the reference's).
 
 World model, trained on windows of ``sequence_length`` steps of one env:
 
@@ -30,16 +31,22 @@ The three losses are computed from the same parameters and applied by three Adam
 optimisers with global-norm clipping (model 6e-4, actor and value 8e-5, clip 100; TF's
 Adam epsilon 1e-7). The actor's mean is 5·tanh(μ/5) and its σ softplus(x +
 softplus⁻¹(5)) + 1e-4. Collecting adds Gaussian noise of σ 0.3 to the sampled action,
-clipped to [−1, 1]; the evaluation policy is the mode, the most likely of 100 samples
-of each env's own distribution (the reference picks the index of env 0 for every
-env: the same with one env, wrong with several).
+clipped to [−1, 1]. The evaluation action is ``eval_action``: ``"mean"`` (the
+default), tanh of the pre-tanh mean, deterministic; or ``"mode"``, the reference's
+(``tools.SampleDist.mode``): the most likely of 100 samples of each env's own
+distribution (the reference picks the index of env 0 for every env: the same with one
+env, wrong with several). That estimate of the tanh-Normal's mode is biased towards
+±1 once σ ≳ 0.7 (at μ = 0: mean |mode| 0.007 at σ = 0.6, 0.74 at σ = 0.8, 0.96 at
+σ = 1), so early in training, where σ is near its initial value, the mode evaluates a
+bang-bang policy the actor does not follow.
 
 **Index convention** (what every replayed record means here). A loop record t is
 ``(o_t, a_t, r_t, o'_t)``: the agent saw o_t, took a_t and received r_t on arriving at
 o'_t (the true next observation; the final one when the step ended an episode, and
 then o_{t+1} is the next episode's first). The model filters each window as
 
-    base_t = q(· | zero state, zero action, o_t)   if t = 0 or step t−1 ended an episode
+    base_t = q(· | zero state, a_{t−1}, o_t)       if t = 0 (a_{t−1} = 0 at an episode start)
+           = q(· | zero state, zero action, o_t)   if step t−1 ended an episode
            = post_t−1                              otherwise (post_{t−1} filtered o'_{t−1} = o_t)
     post_t = q(· | base_t, a_t, o'_t)
 
@@ -52,7 +59,10 @@ imagination starts from every base_t. Unlike the reference (which pads each epis
 with a zero action and a zero reward before its first observation and learns to
 predict them) no step is invented, and the reward of an episode's last step is kept
 (its state, filtering the final observation, is never a start). Windows start from
-the zero state, as the reference's do. Without a continuation head (the reference's
+the zero state with the real previous action a_{t−1} (zero where the window starts an
+episode), as the reference's do: the replay samples one record more than
+``sequence_length`` and the first gives only its action and whether it ended an
+episode. Without a continuation head (the reference's
 ``pcont=False``, its setting for DMC) episodes are imagined as never terminating:
 right for time limits, an approximation on envs that terminate.
 
@@ -74,7 +84,7 @@ import optax
 from purerl.algos import common
 from purerl.algos.base import Agent
 from purerl.algos.sac import is_pixels, tanh_gaussian_sample
-from purerl.config import RunConfig, check_range, config
+from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.memory import Replay
 from purerl.networks import ACTIVATIONS, MLP, ConvTranspose, conv_general, orthogonal
 from purerl.ops import lambda_returns
@@ -158,11 +168,15 @@ class Config:
     """Weight η of an entropy bonus in the actor loss, −η·mean log π(a|s) of the imagined
     actions (DreamerV2's regulariser, Hafner et al. 2021, arXiv:2010.02193). 0 is
     Dreamer v1, which has none."""
+    eval_action: str = "mean"
+    """Evaluation action: "mean" (tanh of the pre-tanh mean) or "mode" (the reference's:
+    the most likely of mode_samples samples, biased towards ±1 at large σ)."""
     mode_samples: int = 100
-    """Samples the evaluation policy's mode is picked from."""
+    """Samples the evaluation policy's mode is picked from (eval_action "mode")."""
 
     def __post_init__(self):
         common.check_common_fields(self)
+        check_choice(self, "eval_action", ("mean", "mode"))
         for name in ("batch_size", "sequence_length", "train_steps", "buffer_size",
                      "deter_size", "stoch_size", "hidden_size", "units", "cnn_depth",
                      "mode_samples"):
@@ -180,10 +194,11 @@ class Config:
 
 
 def replay(cfg: Config) -> Replay:
-    """The loop's replay for Dreamer: windows of consecutive steps of one env."""
+    """The loop's replay for Dreamer: windows of consecutive steps of one env, one
+    step longer than ``sequence_length`` (the first step gives a_{t−1})."""
     return Replay(capacity=cfg.buffer_size, batch_size=cfg.batch_size,
                   updates=cfg.train_steps, learning_starts=cfg.learning_starts,
-                  sequence_length=cfg.sequence_length)
+                  sequence_length=cfg.sequence_length + 1)
 
 
 class Latent(NamedTuple):
@@ -340,9 +355,10 @@ def make_nets(cfg: Config, env_spec: EnvSpec) -> Nets:
                          f"not uint8 observations shaped {obs_shape}")
     else:
         hidden = (cfg.units,) * cfg.state_layers
-        encoder = MLP(hidden, cfg.units, cfg.activation)
-        decoder = MLP(hidden, int(np.prod(obs_shape)), cfg.activation)
-    head = lambda layers, out: MLP((cfg.units,) * layers, out, cfg.activation)  # noqa: E731
+        encoder = MLP(hidden, cfg.units, cfg.activation, kernel_init=_glorot)
+        decoder = MLP(hidden, int(np.prod(obs_shape)), cfg.activation, kernel_init=_glorot)
+    head = lambda layers, out: MLP((cfg.units,) * layers, out, cfg.activation,  # noqa: E731
+                                   kernel_init=_glorot)
     action_dim = int(np.prod(space.shape))
     bound = lambda b: jnp.asarray(b, jnp.float32).reshape(-1)  # noqa: E731 - flat tuples
     opt = lambda lr: optax.chain(optax.clip_by_global_norm(cfg.grad_clip),  # noqa: E731
@@ -405,15 +421,19 @@ def action_mode(mean, std, key, num_samples: int):
 
 
 def to_sequences(batch: Transition, nets: Nets) -> dict:
-    """Replayed windows ``[L, B]`` as the world model reads them (see the module's
-    index convention): ``reset`` is True at t = 0 and after a step that ended an
-    episode; actions back in [−1, 1], flat."""
+    """Replayed windows ``[L + 1, B]`` -> the ``[L, B]`` the world model reads (see
+    the module's index convention): steps 1 … L, ``reset`` True at their first step
+    and after a step that ended an episode, ``init_action`` the previous action each
+    reset filter takes (step 0's action at the window's start unless step 0 ended an
+    episode, zero elsewhere); actions back in [−1, 1], flat."""
     done = batch.terminated | batch.truncated
-    reset = jnp.concatenate([jnp.ones_like(done[:1]), done[:-1]], axis=0)
+    reset = done[:-1].at[0].set(True)
     action = batch.action.reshape(*batch.reward.shape, -1)
-    return {"obs": batch.obs, "next_obs": batch.next_obs, "reward": batch.reward,
-            "action": 2.0 * (action - nets.low) / (nets.high - nets.low) - 1.0,
-            "reset": reset}
+    action = 2.0 * (action - nets.low) / (nets.high - nets.low) - 1.0
+    init_action = jnp.zeros_like(action[1:]).at[0].set(action[0] * ~done[0, :, None])
+    return {"obs": batch.obs[1:], "next_obs": batch.next_obs[1:],
+            "reward": batch.reward[1:], "action": action[1:], "reset": reset,
+            "init_action": init_action}
 
 
 def observe(nets: Nets, model, seq: dict, key):
@@ -425,8 +445,8 @@ def observe(nets: Nets, model, seq: dict, key):
     k_init, k_scan = jax.random.split(key)
     e, e_next = embed(nets, model, seq["obs"]), embed(nets, model, seq["next_obs"])
     init_post, init_prior = obs_step(
-        nets, model, zero_latent((length, batch), *cfg_sizes),
-        jnp.zeros_like(seq["action"]), e, k_init)
+        nets, model, zero_latent((length, batch), *cfg_sizes), seq["init_action"], e,
+        k_init)
 
     def step(prev_post, xs):
         reset, init, action, e_next, key = xs
@@ -577,8 +597,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         latent, _ = obs_step(nets, model, latent, prev_action * keep, embed(nets, model, obs),
                              k_filter)
         mean, std = actor_dist(nets, state.params["actor"], features(latent), cfg)
-        if eval:
+        if eval and cfg.eval_action == "mode":
             a = action_mode(mean, std, k_action, cfg.mode_samples)
+        elif eval:
+            a = jnp.tanh(mean)
         else:
             a = sample_action(mean, std, k_action)[0]
             noise = cfg.expl_amount * jax.random.normal(k_noise, a.shape, a.dtype)

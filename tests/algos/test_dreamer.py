@@ -188,11 +188,21 @@ def window(L=6, B=2, done_at=(2,)):
 def test_index_convention_of_the_replayed_windows():
     cfg = dreamer.Config(**SMALL)
     nets = dreamer.make_nets(cfg, SPEC)
-    batch = window()
+    # The replay's windows are one step longer: step 0 gives a_{t-1} only.
+    assert dreamer.replay(cfg).sequence_length == cfg.sequence_length + 1
+    batch = window(7, done_at=(3,))
     seq = dreamer.to_sequences(batch, nets)
     # reset at t = 0 and right after the step that ended an episode (t = 2).
     np.testing.assert_array_equal(seq["reset"][:, 0], [1, 0, 0, 1, 0, 0])
-    np.testing.assert_allclose(seq["action"], batch.action / 2.0, rtol=1e-6)
+    np.testing.assert_allclose(seq["action"], batch.action[1:] / 2.0, rtol=1e-6)
+    np.testing.assert_array_equal(seq["obs"], batch.obs[1:])
+    # The window's first filter takes the real previous action (as the reference's),
+    # the reset after an episode's end a zero one; none if step 0 ended an episode.
+    want = np.zeros_like(seq["action"])
+    want[0] = batch.action[0] / 2.0
+    np.testing.assert_allclose(seq["init_action"], want, rtol=1e-6)
+    ended = dreamer.to_sequences(window(7, done_at=(0, 3)), nets)
+    np.testing.assert_array_equal(ended["init_action"], 0.0)
     model = dreamer.init_params(jax.random.key(0), nets, SPEC, cfg)["model"]
     observe = jax.jit(lambda s: dreamer.observe(nets, model, s, jax.random.key(1)))
     base, post, prior, init_post, _ = observe(seq)
