@@ -106,9 +106,19 @@ def load(path: str, like: Any, algo, spec) -> Any:
     return jax.tree.map(lambda x: x[np.arange(seeds) % saved], state)
 
 
+def _tied(state, group: str, filled: bool = True) -> list[str]:
+    """The state fields that go with parameter group ``group``: ``target_<group>``
+    (an EMA or target copy) and, with ``filled``, ``<group>_<name>`` (state that the
+    group's outputs fill, e.g. Proto-RL's ``encoder_queue`` of embeddings: restored
+    with the group, but still filled while the group is frozen)."""
+    return [f for f in state._fields
+            if f == f"target_{group}" or (filled and f.startswith(f"{group}_"))]
+
+
 def restore_groups(state, snapshot_state, groups: Sequence[str] | None = None):
     """``state`` with parameter groups ``groups`` (all of ``state.params`` when None)
-    taken from ``snapshot_state``, and ``target_<group>`` fields with them."""
+    taken from ``snapshot_state``, and the fields tied to them (``_tied``) with them.
+    Optimiser states start fresh."""
     params = dict(state.params)
     groups = list(params) if groups is None else list(groups)
     unknown = [g for g in groups if g not in params]
@@ -117,14 +127,16 @@ def restore_groups(state, snapshot_state, groups: Sequence[str] | None = None):
     changes = {}
     for g in groups:
         params[g] = snapshot_state.params[g]
-        if f"target_{g}" in state._fields:
-            changes[f"target_{g}"] = getattr(snapshot_state, f"target_{g}")
+        changes.update({f: getattr(snapshot_state, f) for f in _tied(state, g)})
     return state._replace(params=params, **changes)
 
 
 def freeze(update, groups: Sequence[str]):
-    """``update`` that leaves parameter groups ``groups`` (and their ``target_``
-    fields) unchanged."""
+    """``update`` that leaves parameter groups ``groups``, their ``target_`` fields and
+    their optimiser states (``opt_state[group]``, where the state keeps one per group)
+    unchanged. It cannot stop the update from using the stepped values inside its own
+    step: an algorithm whose update reads a group's new parameters (Proto-RL's reward)
+    says how to skip that step (``proto.Config.train_representation``)."""
     groups = tuple(groups)
     if not groups:
         return update
@@ -132,8 +144,10 @@ def freeze(update, groups: Sequence[str]):
     def frozen(state, batch, key):
         new, metrics = update(state, batch, key)
         params = {**new.params, **{g: state.params[g] for g in groups}}
-        changes = {f"target_{g}": getattr(state, f"target_{g}") for g in groups
-                   if f"target_{g}" in state._fields}
+        changes = {f: getattr(state, f) for g in groups for f in _tied(state, g, False)}
+        opt = getattr(state, "opt_state", None)
+        if isinstance(opt, dict) and all(g in opt for g in groups):
+            changes["opt_state"] = {**new.opt_state, **{g: opt[g] for g in groups}}
         return new._replace(params=params, **changes), metrics
 
     return frozen

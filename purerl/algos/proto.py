@@ -20,22 +20,33 @@ The queue starts at zeros (distance 1 from every unit vector).
 The encoder (identity or an MLP for states; DrQ's conv encoder for pixels) is trained
 by the prototype loss alone: SAC's actor and critic read its feature under
 ``stop_gradient``, each through its own trunk (Dense → LayerNorm → tanh of
-``feature_dim``) when the encoder is not the identity. SAC learns from
+``feature_dim``, SAC's pixel trunk as DrQ-v2's; the original's ``pre_fc`` has no tanh)
+when the encoder is not the identity. SAC learns from
 ``r = task_coef · r_task + intr_coef · r_intr`` (``r_task`` the env's reward, scaled
 by the loop's ``reward_scale``). ``PHASES``: pre-training on ``r_intr`` alone, then
 fine-tuning on ``r_task + 0.2 · r_intr`` from the pre-trained snapshot with the
-encoder, projector, predictor and prototypes frozen (the queue and the reward keep
-running), as the original does after its task-agnostic phase.
+encoder, projector, predictor and prototypes frozen (``train_representation=False``:
+not stepped, so r_intr and SAC's features come from the pre-trained representation;
+the queue keeps filling and the reward keeps running), as the original does after its
+task-agnostic phase. Which groups the fine-tuning takes from the snapshot is
+``--restore``: all of them by default (the critic and α included, as the original at
+56b31e3 ``assign_modules_from`` and URLB's ``init_critic``), or ``RESTORE_ORIGINAL``,
+the actor and the representation with a fresh critic and α = ``init_alpha`` (0.1), as
+the original's first release (8580430). The queue goes with the encoder
+(``encoder_queue``), as it lives in the original's proto module; optimiser states start
+fresh either way, as the original's ``init_optimizers``.
 
 ``reward_on='obs'`` is an ablation, not the paper's: the same candidates, queue and
 k-th-neighbour distance, measured between the flat observations instead of z (states
 only), to separate what the embedding contributes to r_intr from what the learner does
 with it.
 
-Deviations from the original, each said where it matters: the replay is fresh at
-fine-tuning (the driver's phases never carry memory), SAC updates actor and targets
-every step (the original: every 2), and the defaults are the original's except where
-a preset for this CPU says otherwise.
+The replay starts empty at fine-tuning, as the original's task phase does. Deviations
+from the original: every update steps the representation, its EMA targets, the actor
+and the critic targets (the original: ``encoder_update_frequency``,
+``actor_update_frequency`` and ``critic_target_update_frequency`` of 2, the critic every
+step), and the defaults are the original's except where a preset for this CPU says
+otherwise.
 """
 
 import math
@@ -58,10 +69,14 @@ from purerl.types import EnvSpec, Transition
 ACTION_SPACES = ("Box",)
 RUN = RunConfig(total_steps=100_000, num_envs=1, num_steps=1, num_evals=10)
 PROTO_GROUPS = ("encoder", "projector", "predictor", "prototypes")
+# The groups the original's first release (denisyarats/proto 8580430) carries into
+# fine-tuning: the actor and the representation; critic and α start fresh.
+RESTORE_ORIGINAL = ("actor", *PROTO_GROUPS)
 PHASES = {
     "pretrain": Phase(config={"task_coef": 0.0, "intr_coef": 1.0}),
-    "finetune": Phase(config={"task_coef": 1.0, "intr_coef": 0.2}, from_snapshot=True,
-                      freeze=PROTO_GROUPS),
+    "finetune": Phase(config={"task_coef": 1.0, "intr_coef": 0.2,
+                              "train_representation": False},
+                      from_snapshot=True, freeze=PROTO_GROUPS),
 }
 
 
@@ -113,6 +128,10 @@ class Config(sac.Config):
     """Polyak coefficient of the target encoder and projector (0.05)."""
     proto_lr: float = 1e-4
     """Adam learning rate of the encoder, projector, predictor and prototypes."""
+    train_representation: bool = True
+    """Step the encoder, projector, predictor and prototypes (and their EMA targets)
+    with the prototype loss; False (fine-tuning) leaves them, and their optimiser
+    states, as they are, so that r_intr and SAC's features come from them unchanged."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -145,8 +164,10 @@ class State(NamedTuple):
     target_encoder: dict  # EMA of params["encoder"]
     target_projector: dict  # EMA of params["projector"]
     opt_state: dict
-    queue: jax.Array  # [queue_size, proto_dim] candidate embeddings, FIFO
-    queue_ptr: jax.Array  # int32, where the next candidates go
+    # Named encoder_* so that the queue goes with the encoder when a phase restores or
+    # freezes it (purerl.snapshot ties <group>_* fields to the group).
+    encoder_queue: jax.Array  # [queue_size, proto_dim] candidate embeddings, FIFO
+    encoder_queue_ptr: jax.Array  # int32, where the next candidates go
     iteration: jax.Array  # int32, gradient steps done
 
 
@@ -241,25 +262,29 @@ def learner_step(state: State, batch, key, nets: Nets, cfg: Config):
         batch = {**batch, "obs": random_shift(k_obs, batch["obs"], cfg.augment_pad),
                  "next_obs": random_shift(k_next, batch["next_obs"], cfg.augment_pad)}
     params, opt_state = dict(state.params), dict(state.opt_state)
-    params["prototypes"] = normalize(params["prototypes"])  # before every use
-    trained = {g: params[g] for g in PROTO_GROUPS}
-    p_loss, grads = jax.value_and_grad(proto_loss)(
-        trained, state.target_encoder, state.target_projector, batch["obs"],
-        batch["next_obs"], nets, cfg)
-    for g in PROTO_GROUPS:  # one Adam state per group, as SAC's
-        updates, opt_state[g] = nets.proto_adam.update(grads[g], opt_state[g])
-        params[g] = optax.apply_updates(params[g], updates)
-    target_encoder = optax.incremental_update(params["encoder"], state.target_encoder,
-                                              cfg.encoder_tau)
-    target_projector = optax.incremental_update(params["projector"],
-                                                state.target_projector, cfg.encoder_tau)
+    target_encoder, target_projector = state.target_encoder, state.target_projector
+    p_loss = jnp.zeros((), jnp.float32)
+    if cfg.train_representation:
+        params["prototypes"] = normalize(params["prototypes"])  # before every use
+        trained = {g: params[g] for g in PROTO_GROUPS}
+        p_loss, grads = jax.value_and_grad(proto_loss)(
+            trained, target_encoder, target_projector, batch["obs"], batch["next_obs"],
+            nets, cfg)
+        for g in PROTO_GROUPS:  # one Adam state per group, as SAC's
+            updates, opt_state[g] = nets.proto_adam.update(grads[g], opt_state[g])
+            params[g] = optax.apply_updates(params[g], updates)
+        target_encoder = optax.incremental_update(params["encoder"], target_encoder,
+                                                  cfg.encoder_tau)
+        target_projector = optax.incremental_update(params["projector"],
+                                                    target_projector, cfg.encoder_tau)
 
     protos = normalize(params["prototypes"])
     z = jax.lax.stop_gradient(embed(nets, params["encoder"], params["projector"],
                                     batch["next_obs"]))
     points = None if cfg.reward_on == "embedding" else flat_obs(batch["next_obs"])
-    r_intr, queue, queue_ptr = intrinsic_reward(z, protos, state.queue, state.queue_ptr,
-                                                k_queue, cfg.knn_k, points)
+    r_intr, queue, queue_ptr = intrinsic_reward(z, protos, state.encoder_queue,
+                                                state.encoder_queue_ptr, k_queue,
+                                                cfg.knn_k, points)
     features = lambda o: jax.lax.stop_gradient(  # noqa: E731
         nets.encoder.apply(params["encoder"], o))
     sac_batch = {**batch, "obs": features(batch["obs"]),

@@ -76,6 +76,9 @@ class Config:
     """Adam learning rate of the actor, the critics and the temperature."""
     init_alpha: float = 1.0
     """Initial temperature α."""
+    autotune_alpha: bool = True
+    """Tune α towards the target entropy (Haarnoja et al. 2018b); False keeps α at
+    init_alpha (SAC v1, as the SMM reference's rlkit SAC with α = 1)."""
     target_entropy_scale: float = 1.0
     """Target entropy H̄ = −scale · |A| (1: the paper's −|A|)."""
     log_std_min: float = -5.0
@@ -281,9 +284,12 @@ def learner_step(state: State, batch, key, nets: Nets, cfg: Config):
     (a_loss, logp), g = jax.value_and_grad(actor_loss, has_aux=True)(
         params["actor"], params, jax.lax.stop_gradient(x), k_actor, nets)
     params, opt_state = apply_adam(nets, params, opt_state, "actor", g)
-    t_loss, g = jax.value_and_grad(temperature_loss)(params["log_alpha"], logp,
-                                                    nets.target_entropy)
-    params, opt_state = apply_adam(nets, params, opt_state, "log_alpha", g)
+    if cfg.autotune_alpha:
+        t_loss, g = jax.value_and_grad(temperature_loss)(params["log_alpha"], logp,
+                                                        nets.target_entropy)
+        params, opt_state = apply_adam(nets, params, opt_state, "log_alpha", g)
+    else:
+        t_loss = jnp.zeros((), jnp.float32)
     target_critic = optax.incremental_update(params["critic"], state.target_critic,
                                              cfg.tau)
     metrics = {"loss/critic": c_loss, "loss/actor": a_loss, "loss/temperature": t_loss,

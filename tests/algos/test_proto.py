@@ -124,8 +124,8 @@ def test_prototypes_are_renormalised_before_every_use(agent_parts):
     a, ma = step(state, batch, jax.random.key(4))
     b, mb = step(scaled, batch, jax.random.key(4))
     np.testing.assert_allclose(ma["loss/proto"], mb["loss/proto"], rtol=1e-6)
-    np.testing.assert_allclose(a.queue, b.queue, atol=1e-6)
-    norms = np.linalg.norm(np.asarray(a.queue)[:4], axis=1)
+    np.testing.assert_allclose(a.encoder_queue, b.encoder_queue, atol=1e-6)
+    norms = np.linalg.norm(np.asarray(a.encoder_queue)[:4], axis=1)
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
 
 
@@ -155,10 +155,10 @@ def test_reward_on_obs_measures_the_same_candidates_between_states(agent_parts):
     ablation = dataclasses.replace(cfg, reward_on="obs")
     nets = proto.make_nets(ablation, env.spec)
     start = proto.make(ablation, env.spec).init(jax.random.key(0))
-    assert start.queue.shape == (ablation.queue_size, 2)  # states, not z
+    assert start.encoder_queue.shape == (ablation.queue_size, 2)  # states, not z
     new, metrics = jax.jit(lambda s, b, k: proto.learner_step(s, b, k, nets, ablation))(
         start, batch, jax.random.key(6))
-    queue = np.asarray(new.queue)
+    queue = np.asarray(new.encoder_queue)
     # One candidate per prototype, rows of next_obs, enqueued before the query.
     assert all(any(np.array_equal(c, row) for row in batch["next_obs"]) for c in queue[:4])
     assert np.all(queue[4:] == 0)
@@ -166,8 +166,8 @@ def test_reward_on_obs_measures_the_same_candidates_between_states(agent_parts):
     np.testing.assert_allclose(metrics["proto/intr_reward"], r.mean(), rtol=1e-5)
     # The paper's reward compares embeddings: unit vectors, not the states.
     paper, _ = step(state, batch, jax.random.key(6))
-    np.testing.assert_allclose(np.linalg.norm(np.asarray(paper.queue)[:4], axis=1), 1.0,
-                               rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(paper.encoder_queue)[:4], axis=1),
+                               1.0, rtol=1e-5)
     with pytest.raises(ValueError, match="Config.reward_on must be one of"):
         proto.Config(reward_on="pixels")
     from purerl.types import Box, EnvSpec
@@ -180,8 +180,91 @@ def test_reward_on_obs_measures_the_same_candidates_between_states(agent_parts):
 def test_finetune_phase_freezes_the_representation():
     phase = proto.PHASES["finetune"]
     assert phase.from_snapshot and set(phase.freeze) == set(proto.PROTO_GROUPS)
-    assert phase.config == {"task_coef": 1.0, "intr_coef": 0.2}
+    assert phase.config == {"task_coef": 1.0, "intr_coef": 0.2,
+                            "train_representation": False}
     assert proto.PHASES["pretrain"].config == {"task_coef": 0.0, "intr_coef": 1.0}
+
+
+def test_a_frozen_representation_is_neither_stepped_nor_used_stepped(agent_parts):
+    # The fine-tuning phase as the driver runs it: its Config and snapshot.freeze.
+    from purerl import snapshot
+
+    cfg, nets, state, batch, _ = agent_parts
+    phase = proto.PHASES["finetune"]
+    frozen_cfg = dataclasses.replace(cfg, **phase.config)
+    step = jax.jit(snapshot.freeze(
+        lambda s, b, k: proto.learner_step(s, b, k, nets, frozen_cfg), phase.freeze))
+    new = state
+    for i in range(5):
+        new, metrics = step(new, batch, jax.random.key(10 + i))
+    for g in proto.PROTO_GROUPS:
+        assert leaves_equal(new.params[g], state.params[g]), g
+        assert leaves_equal(new.opt_state[g], state.opt_state[g]), g  # Adam did not move
+    assert leaves_equal(new.target_encoder, state.target_encoder)
+    assert float(metrics["loss/proto"]) == 0.0
+    # The enqueued candidates are embeddings of the frozen representation, exactly.
+    z = np.asarray(proto.embed(nets, state.params["encoder"], state.params["projector"],
+                               batch["next_obs"]))
+    queue = np.asarray(new.encoder_queue)
+    for c in queue:
+        assert np.min(np.abs(z - c).max(1)) == 0.0
+    assert not leaves_equal(new.params["critic"], state.params["critic"])
+
+
+def test_ema_targets_move_at_encoder_tau_toward_the_stepped_representation(agent_parts):
+    cfg, _, state, batch, step = agent_parts
+    start = state._replace(target_encoder=jax.tree.map(jnp.zeros_like, state.target_encoder))
+    new, _ = step(start, batch, jax.random.key(3))
+    want = jax.tree.map(lambda t, p: (1 - cfg.encoder_tau) * t + cfg.encoder_tau * p,
+                        start.target_encoder, new.params["encoder"])
+    for x, y in zip(jax.tree.leaves(want), jax.tree.leaves(new.target_encoder)):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-8)
+
+
+def test_codes_carry_no_gradient_and_the_prototypes_get_one(agent_parts):
+    cfg, nets, state, batch, _ = agent_parts
+    p = state.params
+    trained = {g: p[g] for g in proto.PROTO_GROUPS}
+    grads = jax.grad(proto.proto_loss)(trained, state.target_encoder, state.target_projector,
+                                       batch["obs"], batch["next_obs"], nets, cfg)
+    t = proto.embed(nets, state.target_encoder, state.target_projector, batch["next_obs"])
+    q = jnp.asarray(numpy_sinkhorn(np.asarray(t @ p["prototypes"].T) / cfg.temperature,
+                                   cfg.sinkhorn_iters))
+
+    def fixed_codes(protos):  # the loss with the codes as constants
+        x = nets.encoder.apply(p["encoder"], batch["obs"])
+        s = proto.normalize(nets.predictor.apply(p["predictor"],
+                                                 nets.projector.apply(p["projector"], x)))
+        return -(q * jax.nn.log_softmax(s @ protos.T / cfg.temperature)).sum(-1).mean()
+
+    want = jax.grad(fixed_codes)(p["prototypes"])
+    np.testing.assert_allclose(grads["prototypes"], want, rtol=1e-4, atol=1e-7)
+    assert float(jnp.abs(want).max()) > 0.0
+
+
+def test_restore_all_or_the_originals_groups_the_queue_with_the_encoder(agent_parts):
+    from purerl import snapshot
+
+    _, _, state, batch, step = agent_parts
+    trained = state
+    for i in range(3):
+        trained, _ = step(trained, batch, jax.random.key(20 + i))
+    fresh = state._replace(encoder_queue=jnp.zeros_like(state.encoder_queue))
+    everything = snapshot.restore_groups(fresh, trained)
+    original = snapshot.restore_groups(fresh, trained, proto.RESTORE_ORIGINAL)
+    for g in ("actor", *proto.PROTO_GROUPS):
+        assert leaves_equal(original.params[g], trained.params[g]), g
+    for field in ("target_encoder", "target_projector", "encoder_queue", "encoder_queue_ptr"):
+        assert leaves_equal(getattr(original, field), getattr(trained, field)), field
+    assert np.abs(np.asarray(original.encoder_queue)).sum() > 0  # the queue came along
+    # The original's first release starts critic and alpha fresh; "all" takes them too.
+    for g in ("critic", "log_alpha"):
+        assert leaves_equal(original.params[g], fresh.params[g]), g
+        assert leaves_equal(everything.params[g], trained.params[g]), g
+    assert leaves_equal(original.target_critic, fresh.target_critic)
+    assert leaves_equal(everything.target_critic, trained.target_critic)
+    # Optimiser states start fresh either way.
+    assert leaves_equal(everything.opt_state, fresh.opt_state)
 
 
 def test_config_errors_name_the_field():

@@ -331,3 +331,20 @@ def test_pixel_act_in_bounds_and_deterministic_per_key(pixel_agent):
     single, _ = act(state, obs[0], jax.random.key(6), eval=True)
     assert single.shape == (1,)
     np.testing.assert_allclose(single, e1[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("autotune", [True, False])
+def test_alpha_is_tuned_or_held_at_init_alpha(pendulum, autotune):
+    # autotune_alpha=False is SAC v1's fixed temperature (SMM's reference: alpha = 1).
+    cfg, _ = split_config(sac, **{**SMALL, "learning_starts": 0, "init_alpha": 0.5,
+                                  "autotune_alpha": autotune})
+    agent = sac.make(cfg, pendulum.spec)
+    state = agent.init(jax.random.key(0))
+    batch = flat(random_batch(pendulum.spec, jax.random.key(1), T=4, B=2))
+    new, metrics = jax.jit(agent.update)(state, batch, jax.random.key(2))
+    moved = float(new.params["log_alpha"]) != float(state.params["log_alpha"])
+    assert moved == autotune
+    if not autotune:
+        np.testing.assert_allclose(float(metrics["sac/alpha"]), 0.5, rtol=1e-6)
+        assert float(metrics["loss/temperature"]) == 0.0
+        assert leaves_equal(new.opt_state["log_alpha"], state.opt_state["log_alpha"])
