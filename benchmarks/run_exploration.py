@@ -17,6 +17,11 @@ percentile-bootstrap interval (10,000 resamples of the seeds).
 
 Two SMM-only measurements:
 
+* ``smm_fixed_alpha`` (and its fine-tuning): SMM with its reference's SAC temperature,
+  α fixed at 1 and τ 0.001, against the maze preset's tuned α (``smm``).
+* ``proto_finetune_original``: fine-tuning from the Proto snapshot restoring only the
+  actor and the representation, as the original's first release (``proto_finetune``
+  restores every group).
 * ``smm_corridor``: SMM pre-trained with ``--target corridor`` (p* puts 95% of its mass
   on the layout's corridor, see ``purerl.envs.maze.target_masses``); its ``kl_corridor``
   curve, KL(ρ ‖ p*) of the recent-visit histogram on the grid, against the other arms'.
@@ -43,6 +48,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SMM_REFERENCE_SAC = "--autotune-alpha false --init-alpha 1.0 --tau 0.001"
 ROOT = os.path.dirname(HERE)
 
 
@@ -151,6 +157,8 @@ def main(argv=None) -> int:
     pre, fine = f"--total-steps {args.pretrain_steps}", f"--total-steps {args.finetune_steps}"
     loop = "--num-envs 1 --num-steps 1 --num-evals 10 --num-eval-envs 4"
     tmp = tempfile.mkdtemp(prefix="exploration_")
+    from purerl.algos.proto import RESTORE_ORIGINAL
+
     arms = {
         "uniform": f"experiments/uniform.py --env {free} {common} {pre} {loop}",
         "sac_zero_reward": f"experiments/sac.py --env {free} {common} {pre} {sac}",
@@ -163,6 +171,17 @@ def main(argv=None) -> int:
                          f"--snapshot {tmp}/smm/snapshot {common} {fine}"),
         "smm_corridor": (f"experiments/smm.py --env {free} --phase pretrain "
                          f"--target corridor {common} {pre}"),
+        # The original's first release restores the actor and the representation
+        # (proto.RESTORE_ORIGINAL); critic and alpha start fresh.
+        "proto_finetune_original": (f"experiments/proto.py --env {goal} --phase finetune "
+                                    f"--snapshot {tmp}/proto/snapshot --restore "
+                                    f"{','.join(RESTORE_ORIGINAL)} {common} {fine}"),
+        # SMM's reference SAC: alpha fixed at 1, tau 0.001 (fine-tuned as smm_finetune).
+        "smm_fixed_alpha": (f"experiments/smm.py --env {free} --phase pretrain "
+                            f"{SMM_REFERENCE_SAC} {common} {pre}"),
+        "smm_fixed_alpha_finetune": (f"experiments/smm.py --env {goal} --phase finetune "
+                                     f"--snapshot {tmp}/smm_fixed_alpha/snapshot "
+                                     f"{common} {fine}"),
     }
     if args.arms:
         chosen = args.arms.split(",")
@@ -291,12 +310,13 @@ def plot(report, path) -> None:
         return [n for n in names if n in report["arms"]]
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
-    for name in present("proto", "smm", "sac_zero_reward", "uniform"):
+    for name in present("proto", "smm", "smm_fixed_alpha", "sac_zero_reward", "uniform"):
         arm = report["arms"][name]
         ax1.plot(arm["eval_steps"], arm["coverage_curve"], label=name)
     ax1.set(xlabel="env steps (reward-free)", ylabel="coverage (mean over seeds)",
             title=f"{report.get('env', 'Maze-' + report['layout'])}: pre-training")
-    for name in present("proto_finetune", "smm_finetune", "sac_scratch"):
+    for name in present("proto_finetune", "proto_finetune_original", "smm_finetune",
+                        "smm_fixed_alpha_finetune", "sac_scratch"):
         arm = report["arms"][name]
         ax2.plot(arm["eval_steps"], arm["return_curve"], label=name)
     ax2.set(xlabel="env steps (goal task)", ylabel="eval return (mean over seeds)",

@@ -38,6 +38,16 @@ of SAC is copied here):
   ``eval_sample`` samples the evaluation actions (the paper's test of the state
   marginal) instead of taking the mode.
 
+**SAC is not the reference's.** The reference trains with rlkit's SAC v1 (a state-value
+network V beside the twin Q, ``soft_target_tau`` 0.001, reward scale 1 against a fixed
+entropy weight: α = 1, no tuning; ``configs/default.py`` at 94b2942). purerl's SAC is
+v2 (no V, twin Q targets), with α tuned to the target entropy −|A| by default and the
+maze preset's τ 0.01 and initial α 0.1 (Proto's maze settings, so that the arms of
+``benchmarks/run_exploration.py`` differ by their reward). ``--autotune-alpha false
+--init-alpha 1 --tau 0.001`` is the reference's temperature and target rate (arm
+``smm_fixed_alpha``); the V-network is not offered. The weight of the action entropy
+against r_z sets how random the visiting policy is, and so its recent-visit entropy.
+
 The intrinsic reward scores the state a transition reaches (``next_obs``), with the
 density model and discriminator from the same pass as their losses (before their
 step, as URLB); URLB scores ``obs``. SAC learns from

@@ -270,3 +270,60 @@ def test_learns_a_continuous_bandit_with_its_skill_input():
     _, metrics = jax.jit(purerl.make_train(smm, env, cfg, run))(jax.random.key(0))
     returns = np.asarray(metrics["eval/return"])
     assert returns[-1] > -0.1, returns  # a uniform action scores about -0.67
+
+
+def _policy_batch(cfg, key):
+    agent = smm.make(cfg, SPEC)
+    state = agent.init(jax.random.key(0))
+    batch = purerl.testing.random_batch(SPEC, key, T=1, B=16)
+    batch = jax.tree.map(lambda x: x[0] if x.ndim and x.shape[0] == 1 else x, batch)
+    batch = batch._replace(action=jnp.clip(batch.action, -1, 1),
+                           extras={"skill": jnp.arange(16) % 4})
+    nets = smm.make_nets(cfg, SPEC)
+    return state, nets, smm.sac.to_policy_batch(batch, nets.sac) | {
+        "skill": batch.extras["skill"]}
+
+
+def test_learner_step_trains_sac_on_the_reward_of_next_obs_under_its_own_skill():
+    # The oracle: r_z computed by hand from the pre-step density model and
+    # discriminator on next_obs with each transition's skill, fed to SAC's own step.
+    cfg = smm.Config(**SMALL, task_coef=0.5, intr_coef=2.0)
+    state, nets, batch = _policy_batch(cfg, jax.random.key(1))
+    new, metrics = jax.jit(lambda s, b, k: smm.learner_step(s, b, k, nets, cfg))(
+        state, batch, jax.random.key(2))
+    _, k_vae, k_sac = jax.random.split(jax.random.key(2), 3)
+    one_hot = jax.nn.one_hot(batch["skill"], 4)
+    x = jnp.concatenate([batch["next_obs"], one_hot], -1)
+    _, log_q = smm.vae_loss(state.params["vae"], x, k_vae, nets, cfg.vae_beta)
+    _, log_d = smm.discriminator_loss(state.params["discriminator"], batch["next_obs"],
+                                      batch["skill"], nets)
+    r = smm.intrinsic_reward(jnp.zeros(16), log_q, log_d, 4, cfg)
+    np.testing.assert_allclose(metrics["smm/intr_reward"], r.mean(), rtol=1e-5)
+    heads = ("actor", "critic", "log_alpha", "encoder")
+    sac_state = smm.sac.State({g: state.params[g] for g in heads}, state.target_critic,
+                              {g: state.opt_state[g] for g in heads}, state.iteration)
+    sac_batch = {k: v for k, v in batch.items() if k != "skill"} | {
+        "obs": (batch["obs"], one_hot), "next_obs": (batch["next_obs"], one_hot),
+        "reward": 0.5 * batch["reward"] + 2.0 * r}
+    want, _ = smm.sac.learner_step(sac_state, sac_batch, k_sac, nets.sac, cfg)
+    for x, y in zip(jax.tree.leaves(want.params["critic"]),
+                    jax.tree.leaves(new.params["critic"])):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # Another skill for the same transitions changes the critic's target.
+    other = {**batch, "skill": (batch["skill"] + 1) % 4}
+    moved, _ = jax.jit(lambda s, b, k: smm.learner_step(s, b, k, nets, cfg))(
+        state, other, jax.random.key(2))
+    assert not purerl.testing.leaves_equal(moved.params["critic"], new.params["critic"])
+
+
+def test_the_density_model_and_the_discriminator_descend_their_losses():
+    cfg = smm.Config(**SMALL)
+    state, nets, batch = _policy_batch(cfg, jax.random.key(3))
+    step = jax.jit(lambda s, b, k: smm.learner_step(s, b, k, nets, cfg))
+    losses = []
+    for i in range(60):
+        state, m = step(state, batch, jax.random.key(100 + i))
+        losses.append((float(m["loss/vae"]), float(m["loss/discriminator"])))
+    first, last = np.mean(losses[:3], 0), np.mean(losses[-3:], 0)
+    # The discriminator (lr 1e-3) learns the 16 points' skills more slowly.
+    assert last[0] < 0.7 * first[0] and last[1] < 0.9 * first[1], (first, last)
