@@ -66,6 +66,11 @@ episode. Without a continuation head (the reference's
 ``pcont=False``, its setting for DMC) episodes are imagined as never terminating:
 right for time limits, an approximation on envs that terminate.
 
+Training rounds: the first round after the ``learning_starts`` prefill is an ordinary
+one of ``train_steps`` updates. The reference runs ``pretrain`` (100) updates at that
+point and then ``train_steps`` (100) every ``train_every``: the same count with its
+defaults; a preset with fewer ``train_steps`` also pre-trains less.
+
 Observations: ``uint8`` ``[64, 64, C]`` frames (scaled to [−0.5, 0.5]) go through the
 reference's conv encoder (4 convolutions, kernel 4, stride 2, depth 32·2^i, ReLU) and
 transposed-conv decoder (``purerl.networks.conv_transpose2d``, fast gradients on CPU

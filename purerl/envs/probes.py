@@ -16,6 +16,12 @@ wrapped by ``from_gymnax`` like any gymnax env.
 * ``Probe-MatrixBandit-v0``: the same with a ``[2, 2]`` action (a Box of two axes)
   and reward ``-Σ (a - x W)²``, ``W = [[1, -1], [0.5, -0.5]]``: checks that an
   algorithm keeps env-shaped and flat actions apart.
+* ``Probe-DelayedReward-v0``: a point on a line, ``x_0 = 0``, ``x_{t+1} = x_t + 0.2 a_t``
+  with ``a ∈ [-1, 1]``, observed as ``[x_t, t / 5]``; five steps. The last step pays
+  ``x_5``, the four before it ``−0.05 x_{t+1}``: each action's immediate reward asks for
+  the opposite of what the episode's return asks. Pushing right at every step earns
+  0.9, a random policy 0, and a policy credited for one step only (left, left, left,
+  left, right) −0.5: a test of credit over several steps.
 * ``Probe-Memory-v0``: the first observation shows a cue ``c = ±1``, then ``delay``
   (3) blank steps, then a query step (observation ``[0, 1]``) where action 1 earns +1
   if ``c > 0`` and action 0 earns +1 if ``c < 0`` (else −1); the episode ends after
@@ -119,6 +125,26 @@ class MatrixBandit(ContinuousBandit):
         return spaces.Box(-2.0, 2.0, (2, 2), jnp.float32)
 
 
+class DelayedReward(_Probe):
+    obs_dim = 2
+    steps = 5
+
+    def reset_env(self, key, params):
+        state = ProbeState(time=0, x=jnp.float32(0.0))
+        return self.get_obs(state), state
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.stack([state.x, state.time / self.steps]).astype(jnp.float32)
+
+    def step_env(self, key, state, action, params):
+        state = state.replace(time=state.time + 1, x=state.x + 0.2 * jnp.sum(action))
+        last = state.time >= self.steps
+        return self.get_obs(state), state, jnp.where(last, state.x, -0.15 * state.x), last, {}
+
+    def action_space(self, params=None):
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+
 class ShortCorridor(_Probe):
     @property
     def default_params(self):
@@ -175,5 +201,6 @@ PROBES = {
     "Probe-ContinuousBandit-v0": ContinuousBandit,
     "Probe-MatrixBandit-v0": MatrixBandit,
     "Probe-Memory-v0": Memory,
+    "Probe-DelayedReward-v0": DelayedReward,
     "ShortCorridor-v0": ShortCorridor,
 }

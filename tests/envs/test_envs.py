@@ -141,3 +141,22 @@ def test_probes_registered():
         env = make(env_id)
         state, ts = env.reset(jax.random.key(0))
         assert ts.obs.shape == (1,)
+
+
+def test_delayed_reward_probe_pays_the_returns_its_docstring_says():
+    env = purerl.envs.make("Probe-DelayedReward-v0")
+    step = jax.jit(env.step)
+
+    def episode(actions):
+        state, ts = env.reset(jax.random.key(0))
+        total = 0.0
+        for i, a in enumerate(actions):
+            state, ts = step(state, jnp.full((1,), a, jnp.float32), jax.random.key(i))
+            total += float(ts.reward)
+        return total, bool(ts.terminated)
+
+    right, ended = episode([1, 1, 1, 1, 1])
+    np.testing.assert_allclose(right, 0.7, atol=1e-6)
+    assert ended
+    np.testing.assert_allclose(episode([-1, -1, -1, -1, 1])[0], -0.3, atol=1e-6)
+    assert not episode([1, 1, 1, 1])[1]  # four steps do not end it
