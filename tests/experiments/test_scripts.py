@@ -547,3 +547,12 @@ def test_dreamer_script_on_dm_control_pixels(tmp_path):
                                           "frame_stack": 1, "image_size": 64}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "loss/model" in rows[-1] and "dreamer/imagined_return" in rows[-1]
+    assert len(results["train_returns"]) == 2 and results["config"]["eval_action"] == "mean"
+    if results.get("host"):  # the evaluation-action measurement reads such a run
+        proc = run("benchmarks/dreamer_eval_action.py", str(out), "--episodes", "1",
+                   "--out", str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads((tmp_path / "dreamer_eval_action_dmc-cartpole-swingup.json")
+                            .read_text())
+        assert set(report["actions"]) == {"mean", "mode"}
+        assert all(r["actor_std_mean"] > 0 for r in report["actions"].values())
