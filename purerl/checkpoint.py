@@ -1,16 +1,22 @@
-"""Save and restore a whole runner pytree with orbax, atomically.
+"""Save and restore a whole runner pytree with orbax, atomically; keep the one before.
 
 Each save writes a fresh directory ``<root>/block_<n>`` (orbax writes to a temporary
-path and renames it when complete), then points ``<root>/LATEST`` at it with an atomic
-``os.replace``, then deletes older checkpoints. A crash at any moment leaves ``LATEST``
-naming a complete checkpoint. Across processes (``purerl.distributed``) every process
-calls ``save`` (the arrays are gathered) and process 0 alone writes; ``restore`` reads
-on every process.
+path and renames it when complete; the pointer ``{path, step, **metadata}`` goes in it
+as orbax's custom metadata), then points ``<root>/LATEST`` at it with an atomic
+``os.replace``, then deletes the checkpoints older than the one before it: the newest
+two are kept, so a checkpoint damaged after it was written (a truncated file, a lost
+``_METADATA``) still leaves the previous one. ``restore`` takes the newest checkpoint
+that restores: ``LATEST``'s, then the others newest first (``LATEST`` itself may be
+missing or unreadable). Across processes (``purerl.distributed``) every process calls
+``save`` (the arrays are gathered) and process 0 alone writes; ``restore`` reads on
+every process.
 """
 
 import json
 import os
+import re
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -19,6 +25,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from purerl import distributed
+
+_BLOCK = re.compile(r"block_(\d+)")  # a committed checkpoint (orbax's temporary: .-tmp)
+
+
+class NoCheckpoint(FileNotFoundError):
+    """No checkpoint under a root restores; the message names each one and why not."""
 
 
 def _to_saveable(tree):
@@ -43,44 +55,84 @@ def _checkpointer():
 
 
 def save(root: str, runner: Any, step: int, metadata: dict | None = None) -> str:
-    """Write ``runner`` as checkpoint ``step`` under ``root``; return its path."""
+    """Write ``runner`` as checkpoint ``step`` under ``root`` (with ``metadata``, a
+    JSON-able dict that ``latest`` and ``restore`` return); return its path."""
     runner = distributed.to_host(runner)
     root = os.path.abspath(root)
+    name = f"block_{int(step)}"
+    path = os.path.join(root, name)
     if not distributed.is_main():
-        return os.path.join(root, f"block_{int(step)}")
+        return path
     os.makedirs(root, exist_ok=True)
-    path = os.path.join(root, f"block_{int(step)}")
     if os.path.exists(path):
         shutil.rmtree(path)
+    pointer = {"path": name, "step": int(step), **(metadata or {})}
     checkpointer = _checkpointer()
     # numpy leaves: orbax refuses a host-local jax.Array when several processes run.
-    checkpointer.save(path, jax.tree.map(np.asarray, _to_saveable(runner)))
+    checkpointer.save(path, jax.tree.map(np.asarray, _to_saveable(runner)),
+                      custom_metadata=pointer)
     checkpointer.wait_until_finished()
     checkpointer.close()
-    pointer = {"path": os.path.basename(path), "step": int(step), **(metadata or {})}
     tmp = os.path.join(root, "LATEST.tmp")
     with open(tmp, "w") as f:
         json.dump(pointer, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(root, "LATEST"))
-    for name in os.listdir(root):
-        if name.startswith("block_") and name != os.path.basename(path):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    older = [f"block_{s}" for s in _steps(root) if s < step]
+    keep = {name, *older[:1]}  # this one and the one before
+    for other in os.listdir(root):
+        # Orbax's leftover temporary directories go too (a save cut short).
+        if other.startswith("block_") and other not in keep:
+            shutil.rmtree(os.path.join(root, other), ignore_errors=True)
     return path
 
 
+def _steps(root: str) -> list[int]:
+    """The steps of the committed checkpoints under ``root``, newest first."""
+    names = os.listdir(root) if os.path.isdir(root) else []
+    steps = [int(m.group(1)) for m in map(_BLOCK.fullmatch, names) if m]
+    return sorted(steps, reverse=True)
+
+
+def _read_latest(root: str) -> tuple[dict | None, str | None]:
+    """``(LATEST's pointer, None)`` if it reads and names a checkpoint directory, else
+    ``(None, why not)``."""
+    try:
+        with open(os.path.join(root, "LATEST")) as f:
+            pointer = json.load(f)
+    except FileNotFoundError:
+        return None, "missing"
+    except (OSError, ValueError) as e:
+        return None, _one_line(e)
+    if not isinstance(pointer, dict) or not os.path.isdir(
+            os.path.join(root, str(pointer.get("path")))):
+        return None, f"names no checkpoint directory: {str(pointer)[:60]}"
+    return pointer, None
+
+
+def _candidates(root: str) -> list[dict]:
+    """The pointers of the checkpoints under ``root`` in the order ``restore`` tries
+    them: ``LATEST``'s, then the others newest first (with their path and step only:
+    ``restore`` reads their metadata from the checkpoint)."""
+    root = os.path.abspath(root)
+    first, _ = _read_latest(root)
+    rest = [{"path": f"block_{s}", "step": s} for s in _steps(root)]
+    if first is None:
+        return rest
+    return [first] + [p for p in rest if p["path"] != first["path"]]
+
+
 def latest(root: str) -> dict | None:
-    """The ``LATEST`` pointer of ``root`` (with ``path`` and ``step``), or None."""
-    pointer = os.path.join(os.path.abspath(root), "LATEST")
-    if not os.path.exists(pointer):
-        return None
-    with open(pointer) as f:
-        return json.load(f)
+    """The pointer (``path``, ``step`` and the saved metadata) of the newest checkpoint
+    under ``root``, or None. Its data is not read: ``restore`` checks that."""
+    found = _candidates(root)
+    return found[0] if found else None
 
 
 def restore(root: str, like: Any) -> tuple[Any, dict]:
-    """Restore the latest checkpoint under ``root`` into the structure of ``like``.
+    """Restore the newest checkpoint under ``root`` that restores, into the structure
+    of ``like``.
 
     Args:
       root: the directory given to ``save``.
@@ -88,17 +140,51 @@ def restore(root: str, like: Any) -> tuple[Any, dict]:
         ``trainer.init(key)``), which supplies the pytree structure and key types.
 
     Returns:
-      ``(runner, pointer)``.
+      ``(runner, pointer)``; ``pointer["skipped"]`` lists, as ``{"path", "error"}``,
+      what was passed over: the newer checkpoints that did not restore, and ``LATEST``
+      if it is missing or unreadable (empty when ``LATEST``'s checkpoint restored).
+
+    Raises:
+      NoCheckpoint: there is none, or none restores (the message names each and why).
     """
-    pointer = latest(root)
-    if pointer is None:
-        raise FileNotFoundError(f"no checkpoint under {root!r} (no LATEST file)")
-    path = os.path.join(os.path.abspath(root), pointer["path"])
+    root = os.path.abspath(root)
+    found = _candidates(root)
+    if not found:
+        raise NoCheckpoint(f"no checkpoint under {root}")
+    _, problem = _read_latest(root)
+    skipped = [] if problem is None else [{"path": "LATEST", "error": problem}]
+    _quiet_closed_loop()
+    for pointer in found:
+        try:
+            runner, saved = _restore_one(os.path.join(root, pointer["path"]), like)
+        except Exception as e:  # noqa: BLE001 - damage shows as any error of orbax's
+            skipped.append({"path": pointer["path"], "error": _one_line(e)})
+            continue
+        return runner, {**(saved or pointer), "skipped": skipped}
+    raise NoCheckpoint(f"no checkpoint under {root} restores ({describe(skipped)})")
+
+
+def _restore_one(path: str, like: Any) -> tuple[Any, dict | None]:
+    """One checkpoint directory: ``(runner, its saved pointer or None)``."""
+    ref = _to_saveable(distributed.to_host(like))
     # numpy targets restore numpy arrays, on every process alike.
-    abstract = jax.tree.map(np.asarray, _to_saveable(distributed.to_host(like)))
+    abstract = jax.tree.map(np.asarray, ref)
     checkpointer = _checkpointer()
-    data = checkpointer.restore(path, abstract)
-    checkpointer.close()
+    try:
+        data = checkpointer.restore(path, abstract)
+        try:
+            saved = checkpointer.metadata(path).custom_metadata
+        except Exception:  # noqa: BLE001 - the pointer is optional; the data is not
+            saved = None
+    finally:
+        checkpointer.close()
+
+    def check(x, r):  # orbax restores a saved shape that differs from the target's
+        if np.shape(x) != np.shape(r):
+            raise ValueError(f"a leaf has shape {np.shape(x)}, expected {np.shape(r)}")
+
+    jax.tree.map(check, data, abstract)
+
     def unpack(x, ref):
         if distributed.is_key(ref):
             return jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
@@ -106,5 +192,34 @@ def restore(root: str, like: Any) -> tuple[Any, dict]:
             return jnp.zeros(np.shape(ref), np.asarray(x).dtype)
         return jnp.asarray(x)
 
-    restored = jax.tree.map(unpack, data, like)
-    return restored, pointer
+    return jax.tree.map(unpack, data, like), saved
+
+
+def _quiet_closed_loop() -> None:
+    """Drop the tracebacks of orbax's reads still in flight when one of a damaged
+    checkpoint's failed: each completes on the event loop the failure closed and
+    prints "RuntimeError: Event loop is closed" through ``sys.unraisablehook``; the
+    failure itself is reported once, by ``restore``."""
+    previous = sys.unraisablehook
+    if getattr(previous, "quiet_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.quiet_closed_loop = True
+    sys.unraisablehook = hook
+
+
+def describe(skipped: list[dict]) -> str:
+    """``restore``'s ``skipped`` as one line."""
+    return "; ".join(f"{s['path']}: {s['error']}" for s in skipped)
+
+
+def _one_line(error: Exception) -> str:
+    """An error as one short line (orbax's run over several, with JSON specs)."""
+    text = " ".join(str(error).split())
+    text = f"{type(error).__name__}: {text}"
+    return text if len(text) <= 120 else text[:117] + "..."
