@@ -75,23 +75,61 @@ class Schedule(NamedTuple):
 
 
 def schedule(run: RunConfig, max_episode_steps: int | None = None) -> Schedule:
-    """The run is ``num_evals`` equal blocks, each ending in an evaluation.
+    """The run is equal blocks of iterations, each ending in an evaluation; it does the
+    steps asked for (``total_steps``) to within one iteration, never more.
 
     Fixed rollouts (``max_episode_steps`` None): an iteration is ``num_steps`` steps of
-    ``num_envs`` envs; the run makes exactly ``num_evals`` blocks of whole iterations
-    (fewer blocks only if there are fewer iterations than that), so total_steps is
-    rounded down to a multiple of one block and the run does the steps it reports.
+    ``num_envs`` envs, and the run makes ``total_steps // batch_size`` of them. They
+    are cut into ``num_evals`` equal blocks if that divides them, else into the
+    nearest number of blocks that does, within a factor of 2 of ``num_evals`` (the
+    larger on a tie), or into one block per iteration if there are fewer iterations
+    than ``num_evals``. Equal blocks are one compiled program. When no number of
+    blocks fits, a ``ValueError`` names the ``total_steps`` and ``num_evals`` that do.
     Episodic rollouts (``max_episode_steps`` given): an iteration is one complete
     episode per env, of variable length, so a block runs iterations while the next
-    one cannot overshoot the block's step budget: a run never exceeds total_steps.
+    one cannot overshoot the block's step budget: a run never exceeds total_steps and
+    falls short of it by less than one iteration.
     """
     if max_episode_steps is not None:
         per_eval = run.total_steps // run.num_evals
         return Schedule(0, run.num_evals, run.num_envs * max_episode_steps, per_eval)
     iterations = run.total_steps // run.batch_size
-    num_evals = min(run.num_evals, iterations)
+    if iterations == 0:
+        raise ValueError(f"RunConfig.total_steps must be >= num_envs * num_steps = "
+                         f"{run.batch_size}, got {run.total_steps}")
+    num_evals = block_count(iterations, run.num_evals)
+    if num_evals is None:
+        raise ValueError(_no_block_count(run, iterations))
     per_eval = iterations // num_evals
     return Schedule(per_eval, num_evals, run.batch_size, per_eval * run.batch_size)
+
+
+def block_count(iterations: int, asked: int) -> int | None:
+    """The number of equal blocks ``schedule`` cuts ``iterations`` into for ``asked``
+    evaluations (see there), or None if none is within a factor of 2 of ``asked``."""
+    if iterations <= asked:
+        return iterations
+    fits = [n for n in range((asked + 1) // 2, 2 * asked + 1) if iterations % n == 0]
+    return min(fits, key=lambda n: (abs(n - asked), -n), default=None)
+
+
+def _no_block_count(run: RunConfig, iterations: int) -> str:
+    """The one-line refusal of a budget that no number of evaluations near
+    ``num_evals`` divides: what it would run, and the nearest budgets and numbers of
+    evaluations that work."""
+    asked, block = run.num_evals, run.num_evals * run.batch_size
+    below = run.total_steps // block * block
+    budgets = " or ".join(str(t) for t in (below + block, below) if t)
+    fewer = next(n for n in range(asked - 1, 0, -1) if iterations % n == 0)
+    more = next(n for n in range(asked + 1, iterations + 1) if iterations % n == 0)
+    # "RunConfig.total_steps=": not "RunConfig.total_steps ", which the command line
+    # would follow with "(flag --total-steps)" although the line names both flags.
+    return (f"RunConfig.total_steps={run.total_steps} with num_evals={asked} would run "
+            f"{below} steps ({asked} equal blocks of whole iterations of {run.batch_size} "
+            f"steps, num_envs {run.num_envs} x num_steps {run.num_steps}), and no number "
+            f"of evaluations from {(asked + 1) // 2} to {2 * asked} divides its "
+            f"{iterations} iterations: give --total-steps {budgets}, or --num-evals "
+            f"{fewer} or {more}")
 
 
 def prefill(space, learning_starts: int, num_envs: int):

@@ -12,6 +12,7 @@ and ``curve.png``, and the agents' snapshot.
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -36,25 +37,51 @@ def _first(x) -> int:
 
 
 def _resume_or_start(args, ckpt_dir: str, metrics_path: str, runner):
-    """``(runner, history)``: fresh, or with ``--resume`` restored from the latest
-    checkpoint, with ``metrics.jsonl`` cut back to the blocks that checkpoint holds."""
+    """``(runner, history, parts)``: fresh, or with ``--resume`` restored from the
+    newest checkpoint that restores (one line on stderr when that is not ``LATEST``'s),
+    with ``metrics.jsonl`` cut back to the blocks that checkpoint holds and ``parts``
+    the timings of the invocations that ran them (see ``run_experiment``). A fresh
+    start clears what an earlier run left in the directory (``--overwrite``)."""
     from purerl import checkpoint, distributed
 
-    history = []
-    if args.resume:
-        if checkpoint.latest(ckpt_dir) is None:
-            raise UsageError(f"--resume: no checkpoint in {ckpt_dir}")
+    if not args.resume:
+        if distributed.is_main():  # a stale checkpoint would be resumed, results read
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            results = os.path.join(os.path.dirname(metrics_path), "results.json")
+            for path in (metrics_path, results):
+                if os.path.exists(path):
+                    os.remove(path)
+        return runner, [], []
+    try:
         runner, pointer = checkpoint.restore(ckpt_dir, runner)
-        if os.path.exists(metrics_path):
-            with open(metrics_path) as f:
-                history = [json.loads(line) for line in f][: int(pointer["step"])]
-        distributed.barrier("read metrics.jsonl")  # every process has read it
-        if distributed.is_main():
-            with open(metrics_path, "w") as f:
-                f.writelines(json.dumps(h) + "\n" for h in history)
-    elif os.path.exists(metrics_path) and distributed.is_main():
-        os.remove(metrics_path)
-    return runner, history
+    except checkpoint.NoCheckpoint as e:
+        raise UsageError(f"--resume: {e}: --overwrite starts the run again") from None
+    step = int(pointer["step"])
+    if pointer["skipped"] and distributed.is_main():
+        passed = checkpoint.describe(pointer["skipped"])
+        print(f"--resume: continuing from {pointer['path']} (block {step}), the newest "
+              f"checkpoint that restores; passed over {passed}", file=sys.stderr)
+    history = []
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            history = [json.loads(line) for line in f][:step]
+    if len(history) < step:
+        raise UsageError(f"--resume: {metrics_path} holds {len(history)} blocks, the "
+                         f"checkpoint {step}: --overwrite starts the run again")
+    distributed.barrier("read metrics.jsonl")  # every process has read it
+    if distributed.is_main():
+        with open(metrics_path, "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+    return runner, history, list(pointer.get("parts", []))
+
+
+def _complete(out: str, num_evals: int) -> bool:
+    """Whether ``out`` holds this run finished: results.json with every evaluation."""
+    try:
+        with open(os.path.join(out, "results.json")) as f:
+            return len(json.load(f)["eval_steps"]) == num_evals
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 class Driver(NamedTuple):
@@ -143,7 +170,14 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
          phase=None) -> int:
     """The experiment loop: blocks, metrics.jsonl, progress, checkpoints, results, and
     the agents' snapshot at the end. ``start``: a snapshot to start the agents from
-    (parameter groups ``restore``, all if None)."""
+    (parameter groups ``restore``, all if None). ``--resume`` of a complete run changes
+    nothing.
+
+    Each invocation (the first, each ``--resume``) is a part of the run, ``{"blocks":
+    [first, last], "wall_seconds", "compute_seconds", "compile_seconds", "steps"}``,
+    carried in the checkpoints: results.json's ``wall_seconds``, ``compile_seconds``
+    and throughput sum the parts that ran the blocks it holds (an interrupted part
+    counts to its last checkpoint: the blocks after it were run again)."""
     import jax
     import numpy as np
 
@@ -153,9 +187,14 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
     main = distributed.is_main()  # the one process that writes
     name = algo.__name__.rsplit(".", 1)[-1]
     out = _run_dir(args.out)
+    sched = driver.schedule
+    if args.resume and _complete(out, sched.num_evals):
+        print(f"{name} on {args.env}: the run in {out} is complete ({sched.num_evals} "
+              f"evaluations): nothing to resume, its files are left as they are")
+        driver.close()
+        return 0
     ckpt_dir = os.path.join(out, "checkpoint")
     metrics_path = os.path.join(out, "metrics.jsonl")
-    sched = driver.schedule
     runner = driver.init(jax.random.key(args.seed))
     if start is not None:
         try:
@@ -164,20 +203,28 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
                                                                    restore))
         except ValueError as e:
             raise UsageError(str(e)) from None
-    runner, history = _resume_or_start(args, ckpt_dir, metrics_path, runner)
+    runner, history, parts = _resume_or_start(args, ckpt_dir, metrics_path, runner)
     start_block = len(history)
     repeat = _action_repeat(driver)
-    budget = (f"{sched.total_steps} env steps" if repeat == 1 else
-              f"{sched.total_steps} agent steps ({sched.total_steps * repeat} env frames, "
-              f"action repeat {repeat})")
-    print(f"{name} on {args.env}{' ' + str(driver.extra['env_options']) if driver.extra else ''}"
-          f": {args.num_seeds} seeds x {budget}, {sched.num_evals} evaluations -> {out}")
+    print(_banner(name, args, driver, run, out, repeat))
     runner = driver.prepare(runner, args.resume, start_block)
     if driver.compile_seconds():
         print(f"compiled in {driver.compile_seconds():.1f}s")
 
     compute_seconds, excluded = 0.0, [0.0]
     loop_start = time.perf_counter()
+
+    def this_part(end):
+        """This invocation's part of the run, to block ``end``."""
+        steps = _steps_done(history, end) - _steps_done(history, start_block)
+        if end > start_block:  # host: the compiling first iteration, timed apart
+            steps -= driver.uncounted_steps() * args.num_seeds
+        return {"blocks": [start_block, end],
+                "wall_seconds": time.perf_counter() - loop_start - excluded[0],
+                "compute_seconds": compute_seconds - excluded[0],
+                "compile_seconds": driver.compile_seconds() or 0.0, "steps": steps}
+
+    done = parts  # the parts that ran the blocks of the newest checkpoint
     for index in range(start_block, sched.num_evals):
         t0 = time.perf_counter()
         runner, metrics = driver.block(runner, lambda seconds: excluded.__setitem__(0, seconds))
@@ -207,33 +254,59 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
                   f"{_first(history[-1]['env_steps']):>9} eval return {last.mean():8.1f} "
                   f"± {last.std():6.1f}", end="", flush=True, file=sys.stderr)
         if (index + 1) % 5 == 0 or index + 1 == sched.num_evals:
-            checkpoint.save(ckpt_dir, runner, step=index + 1)
+            done = parts + [this_part(index + 1)]
+            checkpoint.save(ckpt_dir, runner, step=index + 1, metadata={"parts": done})
     if args.progress and main:
         print(file=sys.stderr)
-    compile_seconds = driver.compile_seconds()
-    compute_seconds -= excluded[0]  # host: the compiling first iteration
-    wall = time.perf_counter() - loop_start - excluded[0]
-    blocks = sched.num_evals - start_block
-    ran = (blocks * sched.steps_per_eval - driver.uncounted_steps()) * args.num_seeds
-    if sched.iterations_per_eval == 0 and blocks:  # episodic: steps vary per seed
-        ran = int(np.sum(history[-1]["env_steps"])) - (
-            int(np.sum(history[start_block - 1]["env_steps"])) if start_block else 0)
+    compute = sum(p["compute_seconds"] for p in done)
+    ran = sum(p["steps"] for p in done)
     eval_steps = [_first(h["env_steps"]) for h in history]
     eval_returns = [list(np.asarray(h["eval/return"], dtype=float).reshape(-1))
                     for h in history]
     if main:
         _write_results(out, name, args, config, run, sched.total_steps, eval_steps,
-                       eval_returns, wall, compile_seconds,
-                       ran / compute_seconds if compute_seconds > 0 and ran > 0 else None,
+                       eval_returns, sum(p["wall_seconds"] for p in done),
+                       sum(p["compile_seconds"] for p in done),
+                       ran / compute if compute > 0 and ran > 0 else None,
                        extra={**driver.extra, "phase": phase, "snapshot_from": start,
                               "processes": jax.process_count(),
                               "devices": jax.device_count(),
+                              "steps_run": np.asarray(history[-1]["env_steps"]).reshape(
+                                  -1).tolist(),
+                              "parts": done,
                               "train_returns": train_returns(history),
                               **env_metrics(history)},
                        repeat=repeat)
     snapshot.save(os.path.join(out, "snapshot"), runner.agent, algo, driver.spec, config)
     driver.close()
     return 0
+
+
+def _steps_done(history, blocks: int) -> int:
+    """Env steps of all seeds together in the first ``blocks`` blocks."""
+    import numpy as np
+
+    return int(np.sum(history[blocks - 1]["env_steps"])) if blocks else 0
+
+
+def _banner(name, args, driver, run, out, repeat) -> str:
+    """The run's first line: algorithm, env, seeds, the steps and evaluations it runs,
+    and what was asked where that differs (``loops.schedule``'s rule)."""
+    sched = driver.schedule
+    steps = sched.total_steps
+    asked = f"asked {run.total_steps}" if steps != run.total_steps else ""
+    if repeat == 1:
+        budget = f"{steps} env steps" + (f" ({asked})" if asked else "")
+    else:
+        budget = (f"{steps} agent steps ({asked + '; ' if asked else ''}{steps * repeat} "
+                  f"env frames, action repeat {repeat})")
+    if sched.iterations_per_eval == 0:  # episodic: whole episodes, up to the budget
+        budget = "at most " + budget
+    evals = f"{sched.num_evals} evaluations" + (
+        f" (asked {run.num_evals})" if sched.num_evals != run.num_evals else "")
+    options = driver.extra.get("env_options")
+    where = f"{args.env} {options}" if options else args.env
+    return f"{name} on {where}: {args.num_seeds} seeds x {budget}, {evals} -> {out}"
 
 
 def first_non_finite(row: dict, agent_state):
@@ -303,8 +376,10 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
                    wall, compile_seconds, steps_per_second, extra=None, repeat=1,
                    echo=True) -> None:
     """``results.json`` + ``curve.png`` (the results format in the README) and the
-    closing summary. With an action repeat, steps are agent steps and every count
-    also appears in env frames (``*_frames``), the unit of the dm_control papers."""
+    closing summary. ``total_steps`` and ``num_evals`` are what the schedule ran,
+    ``*_requested`` what ``run`` asked (``loops.schedule`` says how they differ). With
+    an action repeat, steps are agent steps and every count also appears in env
+    frames (``*_frames``), the unit of the dm_control papers."""
     import numpy as np
 
     from purerl import logging as plog
@@ -316,6 +391,9 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
         "num_seeds": args.num_seeds,
         "seed": args.seed,
         "total_steps": total_steps,
+        "total_steps_requested": run.total_steps,
+        "num_evals": len(eval_steps),
+        "num_evals_requested": run.num_evals,
         "eval_steps": eval_steps,
         "eval_returns": eval_returns,
         "final_returns": final,
@@ -346,9 +424,15 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
     rate = f"{_rate(steps_per_second)} env-steps/s" if repeat == 1 else (
         f"{_rate(steps_per_second)} agent-steps/s "
         f"({_rate(results['env_frames_per_second'])} env frames/s)")
+    ran = results.get("steps_run") or [total_steps]
+    if min(ran) < total_steps:  # episodic: whole episodes, so some steps go unused
+        print(f"ran {min(ran)} to {max(ran)} {unit} per seed of at most {total_steps} "
+              f"(asked {run.total_steps})")
+    parts = len(results.get("parts") or [])
     print(f"final eval return: mean {np.mean(final):.1f}, min {np.min(final):.1f}, "
           f"max {np.max(final):.1f} over {args.num_seeds} seeds | {rate} | wall "
-          f"{wall:.1f}s + compile {compile_seconds:.1f}s")
+          f"{wall:.1f}s + compile {compile_seconds:.1f}s"
+          + (f" over {parts} parts (resumed)" if parts > 1 else ""))
 
 
 def _run_dir(out: str) -> str:

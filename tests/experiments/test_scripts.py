@@ -46,11 +46,11 @@ def test_ppo_script_writes_the_contract_and_resumes(tmp_path):
     assert (out / "checkpoint" / "LATEST").exists()
     assert "final eval return" in proc.stdout
 
-    # Resuming a finished run restores it and changes nothing.
+    # Resuming a finished run says so and changes nothing.
+    before = (out / "results.json").read_bytes()
     proc = run("experiments/ppo.py", *TINY, "--out", str(out), "--resume")
     assert proc.returncode == 0, proc.stderr
-    again = json.loads((out / "results.json").read_text())
-    assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
+    assert "is complete" in proc.stdout and (out / "results.json").read_bytes() == before
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mujoco.mjx") is None,
@@ -77,7 +77,9 @@ def test_resume_reads_the_runs_own_settings_and_guards_its_directory(tmp_path):
     assert proc.returncode == 0, proc.stderr
     first = json.loads((out / "results.json").read_text())
     assert first["seed"] == 3 and first["changes_on_resume"] == []
-    # --resume --out DIR alone: the run's own seeds, budget, loop and seed.
+    # --resume --out DIR alone: the run's own seeds, budget, loop and seed (of a run
+    # stopped after its last checkpoint: a complete one is left as it is).
+    (out / "results.json").unlink()
     proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     again = json.loads((out / "results.json").read_text())
@@ -86,13 +88,13 @@ def test_resume_reads_the_runs_own_settings_and_guards_its_directory(tmp_path):
     # A changed hyperparameter is refused, unless asked for, and then recorded.
     proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--lr", "1e-3")
     assert proc.returncode == 2 and "add --allow-change" in proc.stderr
+    # Asked for, on a complete run: nothing is left to run with it, nothing changes (a
+    # change recorded on resume is the diverging-run test's).
+    before = (out / "results.json").read_bytes()
     proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--lr", "1e-3",
                "--allow-change", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    changed = json.loads((out / "results.json").read_text())
-    assert changed["config"]["lr"] == 1e-3
-    assert changed["changes_on_resume"] == [{"field": "lr", "from": 2.5e-4, "to": 1e-3,
-                                             "at_block": 2}]
+    assert "is complete" in proc.stdout and (out / "results.json").read_bytes() == before
     # Shapes and budgets never change on resume.
     proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--num-envs", "4",
                "--allow-change")
@@ -411,6 +413,7 @@ def test_sac_script_on_dm_control_states_resumes(tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["block"] for r in rows] == [1, 2] and "loss/critic" in rows[-1]
     assert (out / "checkpoint" / "LATEST").exists() and (out / "curve.png").exists()
+    (out / "results.json").unlink()  # stopped after its last checkpoint: not complete
     proc = run("experiments/sac.py", "--env", "dmc:cartpole-swingup", *HOST_TINY,
                "--out", str(out), "--resume")
     assert proc.returncode == 0, proc.stderr
@@ -556,3 +559,104 @@ def test_dreamer_script_on_dm_control_pixels(tmp_path):
                             .read_text())
         assert set(report["actions"]) == {"mean", "mode"}
         assert all(r["actor_std_mean"] > 0 for r in report["actions"].values())
+
+
+# ---- issue 35: budgets, damaged checkpoints, resuming complete and interrupted runs ----
+
+RESUME_TINY = ["--num-seeds", "2", "--total-steps", "330", "--num-envs", "2",
+               "--num-steps", "16", "--num-evals", "10", "--num-eval-envs", "2",
+               "--hidden-sizes", "8", "--no-progress"]
+
+
+def truncate_checkpoint(path) -> None:
+    """Cut every array data file of a checkpoint directory (orbax's d/) to half."""
+    for d, _, files in os.walk(path):
+        for name in files if os.path.basename(d) == "d" else ():
+            name = os.path.join(d, name)
+            with open(name, "r+b") as f:
+                f.truncate(os.path.getsize(name) // 2)
+
+
+def file_bytes(root) -> dict:
+    return {os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f), "rb").read()
+            for d, _, files in os.walk(root) for f in files}
+
+
+def test_a_budget_no_number_of_evaluations_divides_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "run"
+    # 41 iterations of 512 steps: a prime, no count from 10 to 40 divides it.
+    proc = run("experiments/ppo.py", "--total-steps", str(41 * 512), "--out", str(out),
+               timeout=120)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: RunConfig.total_steps=20992 with num_evals=20 would "
+                           "run 20480 steps"), line
+    assert line.endswith("give --total-steps 30720 or 20480, or --num-evals 1 or 41"), line
+    assert not out.exists()
+
+
+def test_resume_falls_back_past_damage_and_leaves_a_complete_run_alone(tmp_path):
+    out = tmp_path / "run"
+    proc = run("experiments/ppo.py", *RESUME_TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    # 330 asked: 10 iterations of 32 steps, one per evaluation.
+    assert "2 seeds x 320 env steps (asked 330), 10 evaluations ->" in (
+        proc.stdout.splitlines()[0])
+    first = json.loads((out / "results.json").read_text())
+    assert (first["total_steps"], first["total_steps_requested"]) == (320, 330)
+    assert (first["num_evals"], first["num_evals_requested"]) == (10, 10)
+    assert first["steps_run"] == [320, 320] and first["eval_steps"][-1] == 320
+    [part] = first["parts"]
+    assert part["blocks"] == [0, 10] and part["steps"] == 640
+    assert first["wall_seconds"] == part["wall_seconds"] > 0
+    ckpt = out / "checkpoint"
+    assert sorted(os.listdir(ckpt)) == ["LATEST", "block_10", "block_5"]
+
+    # A complete run: one line, and every file as it was.
+    before = file_bytes(out)
+    proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stdout.strip().splitlines()
+    assert line == f"ppo on CartPole-v1: the run in {out} is complete (10 evaluations): " \
+                   f"nothing to resume, its files are left as they are"
+    assert file_bytes(out) == before
+
+    # Interrupted after block 5's checkpoint, block 10's damaged and LATEST emptied:
+    # the resume continues from block 5, says so in one line, and the record covers
+    # both parts of the run.
+    (out / "results.json").unlink()
+    truncate_checkpoint(ckpt / "block_10")
+    (ckpt / "LATEST").write_text("")
+    proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("--resume: continuing from block_5 (block 5), the newest "
+                           "checkpoint that restores; passed over LATEST: "
+                           "JSONDecodeError"), line
+    assert "; block_10: ValueError: " in line
+    again = json.loads((out / "results.json").read_text())
+    assert again["eval_returns"] == first["eval_returns"] and again["resumed"]
+    assert [p["blocks"] for p in again["parts"]] == [[0, 5], [5, 10]]
+    assert [p["steps"] for p in again["parts"]] == [320, 320]
+    assert again["wall_seconds"] == sum(p["wall_seconds"] for p in again["parts"])
+    assert again["compile_seconds"] == sum(p["compile_seconds"] for p in again["parts"])
+    compute = sum(p["compute_seconds"] for p in again["parts"])
+    assert again["env_steps_per_second"] == 640 / compute
+    assert again["parts"][0]["wall_seconds"] < first["wall_seconds"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 10
+
+    # Every checkpoint broken: one line naming the directory and the way out.
+    (out / "results.json").unlink()
+    for name in ("block_5", "block_10"):
+        truncate_checkpoint(ckpt / name)
+    proc = run("experiments/ppo.py", "--resume", "--out", str(out), "--no-progress")
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: --resume: no checkpoint under {ckpt} restores "
+                           f"(block_10: ValueError"), line
+    assert line.endswith(": --overwrite starts the run again"), line
+    proc = run("experiments/ppo.py", *RESUME_TINY, "--out", str(out), "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "results.json").read_text())["eval_returns"] == (
+        first["eval_returns"])
+    assert sorted(os.listdir(ckpt)) == ["LATEST", "block_10", "block_5"]
