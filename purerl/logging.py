@@ -72,14 +72,15 @@ def plot_curve(path: str, steps, returns, title: str, xlabel: str = "env steps (
     returns = np.asarray(returns, dtype=float)
     mean, std = returns.mean(1), returns.std(1)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
-    ax.plot(steps, mean, label=f"mean of {returns.shape[1]} seeds")
+    # Markers: a run with one evaluation has one point, which a line alone never draws.
+    ax.plot(steps, mean, marker="o", ms=4, label=f"mean of {returns.shape[1]} seeds")
     # Clipped to the seeds' range: a band past the best seed (or the best possible
     # return) would show returns no seed had.
     lo, hi = returns.min(1), returns.max(1)
     ax.fill_between(steps, np.clip(mean - std, lo, hi), np.clip(mean + std, lo, hi),
                     alpha=0.3, label="± 1 std (within min / max)")
-    ax.plot(steps, returns.min(1), ":", color="gray", lw=1, label="min / max")
-    ax.plot(steps, returns.max(1), ":", color="gray", lw=1)
+    ax.plot(steps, lo, ":", marker="_", ms=10, color="gray", lw=1, label="min / max")
+    ax.plot(steps, hi, ":", marker="_", ms=10, color="gray", lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
