@@ -421,3 +421,38 @@ def test_learns_credit_over_several_steps_through_the_world_model():
         jax.random.split(jax.random.key(0), 2))
     final = np.asarray(metrics["eval/return"][:, -1])
     assert final.min() > 0.65, final
+
+
+def test_act_and_observe_filter_a_replayed_stream_alike(monkeypatch):
+    # With the RSSM's noise at zero both are deterministic, so the state act reaches at
+    # o_t must be observe's base_t for the records act wrote: its carry's action, its
+    # resets at `first`, the window's index convention.
+    cfg = dreamer.Config(**SMALL)
+    agent, nets = dreamer.make(cfg, SPEC), dreamer.make_nets(cfg, SPEC)
+    state = agent.init(jax.random.key(0))  # before the patch: inits draw normals
+    monkeypatch.setattr(jax.random, "normal",
+                        lambda key, shape=(), dtype=jnp.float32: jnp.zeros(shape, dtype))
+    rng = np.random.default_rng(3)
+    L = 7
+    obs = rng.normal(size=(L + 1, 2, 3)).astype(np.float32)
+    first = np.zeros((L + 1, 2), bool)
+    first[[1, 4]] = True  # episodes start at record 1 (the window's start) and 4
+    act = jax.jit(lambda c, o, f, k: agent.act(state, c, o, f, k, eval=True))
+    carry, latents, actions = agent.init_carry(2), [], []
+    for t in range(L + 1):
+        a, carry, _ = act(carry, obs[t], jnp.asarray(first[t]), jax.random.key(t))
+        latents.append(carry[0])
+        actions.append(np.asarray(a))
+    done = np.roll(first, -1, axis=0)[:L]  # record t ended an episode if t + 1 is first
+    next_obs = np.where(done[..., None], rng.normal(size=(L, 2, 3)), obs[1:])
+    batch = Transition(obs=jnp.asarray(obs[:L]), action=jnp.asarray(np.stack(actions[:L])),
+                       reward=jnp.zeros((L, 2)), discount=jnp.ones((L, 2)),
+                       terminated=jnp.asarray(done), truncated=jnp.zeros((L, 2), bool),
+                       extras={}, bootstrap_value=jnp.zeros(2),
+                       next_obs=jnp.asarray(next_obs, jnp.float32))
+    seq = dreamer.to_sequences(batch, nets)
+    base, *_ = dreamer.observe(nets, state.params["model"], seq, jax.random.key(9))
+    assert np.all(np.isfinite(base.deter)) and np.abs(np.stack(actions)).min() > 1e-3
+    for t in range(L - 1):  # window step t is record t + 1
+        np.testing.assert_allclose(base.deter[t], latents[t + 1].deter, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(base.mean[t], latents[t + 1].mean, rtol=1e-5, atol=1e-6)
