@@ -73,8 +73,10 @@ def check_range(obj, name: str, low=None, high=None, *, low_open=False, high_ope
         or (high is not None and (value >= high if high_open else value > high))
     )
     if bad:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
+        # An unbounded side is open unless the field takes inf (check_finite refuses it).
+        closed_inf = name in getattr(obj, "_infinite_ok", ())
+        lo = "(" if low_open or (low is None and not closed_inf) else "["
+        hi = ")" if high_open or (high is None and not closed_inf) else "]"
         allowed = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
         raise ValueError(
             f"{type(obj).__name__}.{name} must be in {allowed}, got {value!r}"
