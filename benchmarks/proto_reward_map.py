@@ -121,10 +121,10 @@ def reward_map(results, saved, seeds):
 
     one = lambda tree, s: jax.tree.map(lambda x: x[s], tree)  # noqa: E731
     rows = []
-    for s in range(min(seeds, len(agent["queue"]))):
+    for s in range(min(seeds, len(agent["encoder_queue"]))):
         params = agent["params"]
         r = np.asarray(rewards(one(params["encoder"], s), one(params["projector"], s),
-                               agent["queue"][s]))
+                               agent["encoder_queue"][s]))
         r = np.where(on_free, r, np.nan)
         cursor, window = int(env_state["cursor"][s]), env_state["window"][s]
         recent = (window[:cursor] if cursor < len(window)  # not yet filled

@@ -301,8 +301,8 @@ def test_a_flag_wins_over_the_phase_and_both_phases_refuse_it():
     given = argparse.Namespace(phase="pretrain", intr_coef=10.0, task_coef=None)
     assert _phase_settings(proto.PHASES["pretrain"], given) == {"task_coef": 0.0}
     given.intr_coef = None
-    assert _phase_settings(proto.PHASES["finetune"], given) == {"task_coef": 1.0,
-                                                                "intr_coef": 0.2}
+    assert _phase_settings(proto.PHASES["finetune"], given) == {
+        "task_coef": 1.0, "intr_coef": 0.2, "train_representation": False}
     # One flag for two phases would replace both phases' values: refused, nothing runs.
     proc = run("experiments/proto.py", "--env", "Maze-Open-v0", "--phase", "both",
                "--intr-coef", "0.5")
