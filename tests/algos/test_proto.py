@@ -296,3 +296,32 @@ def test_learns_a_continuous_bandit_through_the_encoder():
     _, metrics = jax.jit(purerl.make_train(proto, env, cfg, run))(jax.random.key(0))
     returns = np.asarray(metrics["eval/return"])
     assert returns[-1] > -0.1, returns  # a uniform action scores about -0.67
+
+
+def _pixel_batch(B=8):
+    rng = np.random.default_rng(5)
+    frames = lambda: rng.integers(0, 256, (B, 16, 16, 6)).astype(np.uint8)  # noqa: E731
+    return {"obs": frames(), "next_obs": frames(),
+            "action": rng.uniform(-1, 1, (B, 1)).astype(np.float32),
+            "reward": rng.normal(size=B).astype(np.float32),
+            "terminated": np.zeros(B, np.float32)}
+
+
+def test_on_pixels_the_conv_encoder_is_trained_by_the_prototype_loss_alone():
+    # SAC reads the conv feature under stop_gradient: the task reward, whatever its
+    # size, never reaches the encoder; the prototype loss does.
+    from purerl.types import Box, EnvSpec
+
+    spec = EnvSpec((16, 16, 6), "uint8", Box((-1.0,), (1.0,), (1,)), 10, "TinyPixels")
+    cfg = proto.Config(**{**SMALL, "encoder": "identity"}, task_coef=1.0, intr_coef=0.2)
+    nets = proto.make_nets(cfg, spec)
+    assert nets.pixels
+    state = proto.make(cfg, spec).init(jax.random.key(0))
+    batch = _pixel_batch()
+    step = jax.jit(lambda s, b, k, c: proto.learner_step(s, b, k, nets, c),
+                   static_argnums=3)
+    a, _ = step(state, batch, jax.random.key(1), cfg)
+    b, _ = step(state, {**batch, "reward": 100.0 * batch["reward"]}, jax.random.key(1), cfg)
+    assert leaves_equal(a.params["encoder"], b.params["encoder"])
+    assert not leaves_equal(a.params["critic"], b.params["critic"])
+    assert not leaves_equal(a.params["encoder"], state.params["encoder"])

@@ -327,3 +327,29 @@ def test_the_density_model_and_the_discriminator_descend_their_losses():
     first, last = np.mean(losses[:3], 0), np.mean(losses[-3:], 0)
     # The discriminator (lr 1e-3) learns the 16 points' skills more slowly.
     assert last[0] < 0.7 * first[0] and last[1] < 0.9 * first[1], (first, last)
+
+
+def test_on_pixels_the_density_model_reads_the_conv_feature_under_stop_gradient():
+    # The critic trains the conv encoder (as SAC's); the VAE and the discriminator read
+    # its feature detached. With a negligible but non-zero r_z weight (so that they
+    # run), two different density models leave the same encoder step.
+    spec = EnvSpec((16, 16, 6), "uint8", Box((-1.0,), (1.0,), (1,)), 10, "TinyPixels")
+    cfg = smm.Config(**{**SMALL, "feature_dim": 8}, task_coef=1.0, intr_coef=1e-30)
+    nets = smm.make_nets(cfg, spec)
+    state = smm.make(cfg, spec).init(jax.random.key(0))
+    other = smm.make(cfg, spec).init(jax.random.key(7))
+    swapped = state._replace(params={**state.params, "vae": other.params["vae"],
+                                     "discriminator": other.params["discriminator"]})
+    rng = np.random.default_rng(5)
+    frames = lambda: rng.integers(0, 256, (8, 16, 16, 6)).astype(np.uint8)  # noqa: E731
+    batch = {"obs": frames(), "next_obs": frames(),
+             "action": rng.uniform(-1, 1, (8, 1)).astype(np.float32),
+             "reward": rng.normal(size=8).astype(np.float32),
+             "terminated": np.zeros(8, np.float32), "skill": jnp.arange(8) % 4}
+    step = jax.jit(lambda s: smm.learner_step(s, batch, jax.random.key(1), nets, cfg))
+    a, ma = step(state)
+    b, mb = step(swapped)
+    assert "loss/vae" in ma and float(ma["loss/vae"]) != float(mb["loss/vae"])
+    for x, y in zip(jax.tree.leaves(a.params["encoder"]), jax.tree.leaves(b.params["encoder"])):
+        np.testing.assert_array_equal(x, y)
+    assert not purerl.testing.leaves_equal(a.params["encoder"], state.params["encoder"])
