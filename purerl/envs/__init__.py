@@ -10,17 +10,20 @@ from purerl.envs.gymnax import from_gymnax
 from purerl.envs.host import HostEnv, make_host
 from purerl.envs.wrappers import normalize_obs, vectorize
 
+# Every id of gymnax 1.0's registry that the adapter (purerl.envs.gymnax) steps:
+# Discrete or Box actions, array observations. Left out: MNISTBandit-bsuite, which
+# downloads MNIST when it is made (from_gymnax takes it once it is there).
 GYMNAX_IDS = (
-    "CartPole-v1",
-    "Acrobot-v1",
-    "Pendulum-v1",
-    "MountainCar-v0",
+    "CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCar-v0",
     "MountainCarContinuous-v0",
-    "Asterix-MinAtar",
-    "Breakout-MinAtar",
-    "Freeway-MinAtar",
+    "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar",
     "SpaceInvaders-MinAtar",
+    "Catch-bsuite", "DeepSea-bsuite", "MemoryChain-bsuite", "UmbrellaChain-bsuite",
+    "DiscountingChain-bsuite", "SimpleBandit-bsuite",
+    "FourRooms-misc", "MetaMaze-misc", "PointRobot-misc", "BernoulliBandit-misc",
+    "GaussianBandit-misc", "Reacher-misc", "Swimmer-misc", "Pong-misc", "FrozenLake-misc",
 )
+HOST_KINDS = "gymnasium:<id> and dmc:<domain>-<task>"
 
 
 def known_ids() -> tuple[str, ...]:
@@ -63,10 +66,14 @@ def make(env_id: str, **params) -> Env:
         import gymnax
 
         env, default_params = gymnax.make(env_id)
+    elif env_id.startswith(("gymnasium:", "dmc:")):
+        raise ValueError(f"{env_id!r} is a host env: purerl.envs.make_host({env_id!r}) "
+                         f"(stepped outside jit; the scripts take it as --env)")
     else:
         raise ValueError(
-            f"unknown env id {env_id!r}; known ids: {', '.join(known_ids())}"
-        )
+            f"unknown env id {env_id!r}; pure-JAX ids: {', '.join(known_ids())}; also "
+            f"mjx:<domain>-<task> (MuJoCo MJX, pure JAX) and the host envs {HOST_KINDS} "
+            f"(purerl.envs.make_host)")
     try:
         env_params = default_params.replace(**params) if params else default_params
     except (TypeError, ValueError) as e:

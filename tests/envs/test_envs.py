@@ -41,6 +41,24 @@ def test_unknown_id_lists_known_ids():
         make("CartPole-v0")
 
 
+def test_make_takes_every_gymnax_id_the_adapter_steps():
+    import gymnax
+
+    from purerl.envs import GYMNAX_IDS, known_ids
+
+    # gymnax's whole registry but the one that downloads a dataset when made.
+    assert set(gymnax.registered_envs) - set(GYMNAX_IDS) == {"MNISTBandit-bsuite"}
+    for env_id in GYMNAX_IDS:
+        assert env_id in known_ids()
+        env = make(env_id)
+        state, ts = env.reset(jax.random.key(0))
+        space = env.spec.action_space
+        action = (jnp.zeros(space.shape) if isinstance(space, Box)
+                  else jnp.asarray(space.n - 1, jnp.int32))
+        state, ts = env.step(state, action, jax.random.key(1))
+        assert ts.obs.shape == env.spec.obs_shape and ts.obs.dtype == jnp.float32, env_id
+
+
 def test_bad_env_parameter():
     with pytest.raises(ValueError, match="bad parameters for CartPole-v1"):
         make("CartPole-v1", no_such_param=3)
