@@ -121,8 +121,9 @@ class RunConfig:
     ``--num-envs`` and the other loop flags."""
 
     total_steps: int = 500_000
-    """Env steps per seed, all training envs together. A run does the steps it reports:
-    the budget is rounded down to whole evaluation blocks (see loops.schedule)."""
+    """Env steps per seed, all training envs together. A run does these steps to within
+    one iteration (num_envs * num_steps), in equal evaluation blocks, or is refused
+    with the nearest budgets that work (see loops.schedule)."""
     num_envs: int = 4
     """Parallel training envs per seed."""
     num_steps: int = 128

@@ -24,6 +24,7 @@ Env-reported metrics: an env may put per-step values in ``info["metrics"]`` (a d
 mean over envs at the block's last step).
 """
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -280,11 +281,8 @@ def build(algo, spec, config, run: RunConfig, freeze=()):
     sched = schedule(run, spec.max_episode_steps if episodic else None)
     agent = algo.make(config, spec, **_updates_kwarg(algo, sched))
     if freeze:
-        groups = jax.eval_shape(agent.init, jax.random.key(0)).params
-        unknown = [g for g in freeze if g not in groups]
-        if unknown:
-            raise ValueError(f"cannot freeze {unknown}: {algo.__name__}'s parameter groups "
-                             f"are {list(groups)}")
+        groups = list(jax.eval_shape(agent.init, jax.random.key(0)).params)
+        snapshot.check_groups(algo, groups, freeze, "freeze")
         agent = agent._replace(update=snapshot.freeze(agent.update, freeze))
     memory = memory_lib.for_algo(algo, config)
     return agent, memory, sched, make_learn(agent, memory, config)
@@ -446,6 +444,17 @@ def _strong(tree):
     return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), tree)
 
 
+def warn_bare_run(algo, run: RunConfig | None) -> None:
+    """Warn when ``run`` is the bare ``RunConfig()`` (PPO's loop: 4 envs x 128 steps)
+    but ``algo.RUN`` differs: SAC's one env stepped and trained each step is not that
+    loop. ``run=None`` takes ``algo.RUN``."""
+    if run is not None and run == RunConfig() and run != algo.RUN:
+        name = algo.__name__.rsplit(".", 1)[-1]
+        warnings.warn(f"RunConfig() is the bare default loop (4 envs x 128 steps, PPO's), "
+                      f"not {name}'s own {name}.RUN = {algo.RUN}: leave run out or pass "
+                      f"dataclasses.replace({name}.RUN, ...)", UserWarning, stacklevel=3)
+
+
 def make_train(algo, env, config, run: RunConfig | None = None):
     """The whole run as one pure function.
 
@@ -464,6 +473,7 @@ def make_train(algo, env, config, run: RunConfig | None = None):
       >>> train = purerl.make_train(ppo, purerl.envs.make("CartPole-v1"), ppo.Config())
       >>> runner, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 16))
     """
+    warn_bare_run(algo, run)
     init, block, sched = make_block(algo, env, config, run)
 
     def train(key):

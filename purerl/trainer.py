@@ -15,7 +15,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from purerl import checkpoint, distributed
+from purerl import checkpoint, distributed, loops
 from purerl.config import RunConfig
 from purerl.loops import make_block
 
@@ -32,6 +32,7 @@ class Trainer:
 
     def __init__(self, algo, env, config, run: RunConfig | None = None,
                  num_seeds: int | None = None, shard: bool = True, freeze=()):
+        loops.warn_bare_run(algo, run)
         self.run_config = algo.RUN if run is None else run
         init, block, self.schedule = make_block(algo, env, config, self.run_config, freeze)
         self.num_seeds = num_seeds
