@@ -305,16 +305,22 @@ def track_coverage(env: Env, maze: Maze) -> Env:
         kl = jnp.sum(rho * (log_rho - log_p), axis=-1)  # 0 log 0 = 0
         return knn_entropy(positions + noise, 3), kl
 
-    def visit(s: CoverageState, obs):
+    def visit(s: CoverageState, obs, first: bool = False):
         pos = obs[..., :2] * maze.scale  # the position leads every maze observation
         idx = subcell_index(maze.free.shape, pos)
         visited = s.visited.reshape(-1).at[idx].set(True).reshape(free.shape)
         slots = (s.cursor + jnp.arange(n)) % window
         cursor = s.cursor + n
         positions = s.window.at[slots].set(pos)
-        refilled = cursor // window > s.cursor // window
-        entropy, kl = when(window_stats)(refilled, (positions, cursor),
-                                         (s.entropy, s.kl))
+        if first and n < window:
+            # The first visit cannot fill the window. Not left to the branch: under vmap
+            # it runs on the reset's constants, and XLA's algebraic simplifier then
+            # loops on them and logs an error-level line at every compile.
+            entropy, kl = s.entropy, s.kl
+        else:
+            refilled = cursor // window > s.cursor // window
+            entropy, kl = when(window_stats)(refilled, (positions, cursor),
+                                             (s.entropy, s.kl))
         return CoverageState(s.inner, visited, positions, cursor, entropy, kl)
 
     def report(s: CoverageState, ts):
@@ -331,7 +337,7 @@ def track_coverage(env: Env, maze: Maze) -> Env:
                               jnp.zeros((window, 2), jnp.float32), jnp.int32(0),
                               jnp.float32(jnp.nan),
                               jnp.full(len(targets), jnp.nan, jnp.float32))
-        s = visit(empty, ts.obs)
+        s = visit(empty, ts.obs, first=True)
         return s, report(s, ts)
 
     def step(s: CoverageState, action, key):

@@ -61,6 +61,8 @@ import functools
 import importlib
 import io
 import math
+import os
+import sys
 from collections.abc import Callable
 
 import jax
@@ -355,9 +357,17 @@ def mjx_ids() -> tuple[str, ...]:
 def import_mjx():
     """``mujoco.mjx``, without the lines its optional Warp backend prints to stdout
     when Warp is not installed (purerl uses the JAX backend)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        from mujoco import mjx
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            from mujoco import mjx
+    except ImportError as e:
+        raise _missing_extra(e) from None
     return mjx
+
+
+def _missing_extra(e: ImportError) -> ImportError:
+    return ImportError("mjx: environments need the [dmc] extra: pip install -e '.[dmc]' "
+                       f"(dm_control, mujoco and mujoco-mjx), missing: {e.name}")
 
 
 @functools.cache
@@ -366,16 +376,17 @@ def load_physics(name: str, solver: str = "dmc", x64: bool = False):
     (``"<domain>-<task>"``) with a solver setting; ``x64`` keys the cache (the device
     model's floats follow ``jax_enable_x64``). Needs dm_control (the ``[dmc]`` extra)
     for the model files, mujoco-mjx for the device model."""
+    mjx = import_mjx()
+    if "dm_control._render" not in sys.modules:
+        # dm_control only loads the model files here; rendering is never used, and its
+        # default (GLFW) warns on a machine without DISPLAY. The choice is fixed at
+        # dm_control's import: a later dmc: pixel env in this process then says so.
+        os.environ.setdefault("MUJOCO_GL", "disable")
     try:
         import mujoco
         from dm_control import suite
-
-        mjx = import_mjx()
     except ImportError as e:
-        raise ImportError(
-            "mjx: environments need the [dmc] extra: pip install -e '.[dmc]' "
-            f"(dm_control, mujoco and mujoco-mjx), missing: {e.name}"
-        ) from None
+        raise _missing_extra(e) from None
     task = TASKS[name]
     env = suite.load(task.domain, task.task)
     model = copy.deepcopy(env.physics.model._model)  # a copy we may edit
