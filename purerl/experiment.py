@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -72,7 +73,8 @@ def build_parser(algo, default_env: str, epilog: str | None = None) -> argparse.
     name = algo.__name__.rsplit(".", 1)[-1]
     parser = _Parser(
         prog=f"experiments/{name}.py",
-        description=(algo.__doc__ or "").strip().splitlines()[0],
+        # The docstring's first paragraph: whole sentences, wrapped as written.
+        description=(algo.__doc__ or "").strip().split("\n\n")[0],
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # None = not given: --resume then takes the run's own value (see run.json).
@@ -265,8 +267,17 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
     try:
         config, run = resolve_config(algo, args, presets)
         env, _ = make_jax_env(args, presets)
-        for point in combos:  # each passes the Config's checks
+    except (ValueError, TypeError) as e:
+        raise UsageError(_with_flag(str(e))) from None
+    for point in combos:  # each passes the Config's checks; the sweep gave the value
+        try:
             dataclasses.replace(config, **point)
+        except (ValueError, TypeError) as e:
+            field = re.match(r"(?:Run)?Config\.(\w+) ", str(e))
+            item = next((i for i in args.sweep if field and
+                         i.partition("=")[0].replace("-", "_") == field.group(1)), None)
+            raise UsageError(f"{e} (--sweep {item})" if item else str(e)) from None
+    try:
         points = sweep.grid(**values)
         fn, fn_args = sweep.program(algo, env, config, run, points, args.num_seeds,
                                     args.seed)
@@ -386,16 +397,28 @@ def _epilog(algo, presets: dict) -> str:
     return "\n".join(lines)
 
 
-def _with_flag(message: str) -> str:
-    """A config error ("Config.lr must be ...") with the flag that sets the field."""
-    import re
+def _groups(algo, config, driver) -> list:
+    """The names of the agent's parameter groups (``state.params``' keys)."""
+    import jax
 
+    from purerl import loops
+
+    agent = algo.make(config, driver.spec, **loops._updates_kwarg(algo, driver.schedule))
+    return list(jax.eval_shape(agent.init, jax.random.key(0)).params)
+
+
+def _with_flag(message: str) -> str:
+    """A config error ("Config.lr must be ...") with the flag that sets the field;
+    a parameter group's ("freeze: ...") with its flag."""
+    if message.startswith(("freeze: ", "restore: ")):
+        return "--" + message
     m = re.match(r"(?:Run)?Config\.(\w+) ", message)
     return f"{message} (flag --{m.group(1).replace('_', '-')})" if m else message
 
 
 def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> int:
     """Parse, train, write; returns the exit status."""
+    out = args = None
     try:
         _join_processes()  # before anything starts JAX's backend (the env registry)
         parser = build_parser(algo, default_env, _epilog(algo, presets))
@@ -424,6 +447,10 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         if args.solver and not mjx:
             raise UsageError("--solver is an option of mjx:<domain>-<task> envs")
         start = args.snapshot
+        if args.restore is not None and start is None and not any(
+                phase.from_snapshot for _, phase in _phases(algo, args)):
+            raise UsageError("--restore needs --snapshot DIR (the groups it takes come "
+                             "from a snapshot)")
         if args.sweep:
             return run_sweep(algo, args, presets, host)
         out = None
@@ -445,6 +472,9 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
                         f"(the snapshot/ directory of an earlier phase's run)")
                 if start is not None and not args.resume:
                     purerl.snapshot.check(start, algo, driver.spec)
+                if args.restore:
+                    purerl.snapshot.check_groups(algo, _groups(algo, config, driver),
+                                                 args.restore, "restore")
             except (ValueError, TypeError) as e:
                 raise UsageError(_with_flag(str(e))) from None
             if out is None:  # the command line holds up: now the directory is written
@@ -463,7 +493,16 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume --out <run dir>", file=sys.stderr)
+        if args is not None and args.sweep:
+            print("interrupted: a sweep does not resume (run it again with --overwrite)",
+                  file=sys.stderr)
+        elif out is None:
+            print("interrupted before the run directory was written: nothing was written",
+                  file=sys.stderr)
+        else:
+            name = algo.__name__.rsplit(".", 1)[-1]
+            print(f"interrupted: resume with: python experiments/{name}.py --resume "
+                  f"--out {out}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - one line for the user, traceback on demand
         if os.environ.get("PURERL_TRACEBACK"):

@@ -75,8 +75,14 @@ def check(path: str, algo, spec) -> dict:
     """The snapshot's metadata, or a one-line ``ValueError`` saying why it cannot start
     a phase of ``algo`` on an env with ``spec``."""
     meta_path = os.path.join(path, META)
+    if not os.path.exists(path):
+        raise ValueError(f"snapshot {path} does not exist")
     if not os.path.exists(meta_path):
-        raise ValueError(f"{path} is not a snapshot (no {META})")
+        inner = os.path.join(path, "snapshot")
+        if os.path.exists(os.path.join(inner, META)):  # a run directory given
+            raise ValueError(f"{path} is a run directory: its snapshot is {inner}")
+        raise ValueError(f"{path} is not a snapshot (no {META}; a run writes its "
+                         f"snapshot to <run dir>/snapshot)")
     with open(meta_path) as f:
         meta = json.load(f)
     want = {"algo": algo.__name__.rsplit(".", 1)[-1], "obs_shape": list(spec.obs_shape),
@@ -113,6 +119,15 @@ def _tied(state, group: str, filled: bool = True) -> list[str]:
     with the group, but still filled while the group is frozen)."""
     return [f for f in state._fields
             if f == f"target_{group}" or (filled and f.startswith(f"{group}_"))]
+
+
+def check_groups(algo, groups, names: Sequence[str], what: str) -> None:
+    """A one-line ``ValueError`` (``"<what>: ppo has no parameter group 'x'; its
+    groups: actor, critic"``) for the first of ``names`` not among ``groups``."""
+    for name in names:
+        if name not in groups:
+            raise ValueError(f"{what}: {algo.__name__.rsplit('.', 1)[-1]} has no parameter "
+                             f"group {name!r}; its groups: {', '.join(groups)}")
 
 
 def restore_groups(state, snapshot_state, groups: Sequence[str] | None = None):

@@ -72,7 +72,8 @@ def test_restored_and_frozen_groups(cartpole, trained):
     # The frozen critic never moved; the actor learned.
     assert leaves_equal(end.agent.params["critic"], saved.params["critic"])
     assert not leaves_equal(end.agent.params["actor"], actor_before)
-    with pytest.raises(ValueError, match="cannot freeze"):
+    with pytest.raises(ValueError, match="freeze: a2c has no parameter group .encoder.; "
+                                         "its groups: actor, critic"):
         purerl.Trainer(a2c, cartpole, cfg, run, freeze=("encoder",))
 
 
