@@ -22,9 +22,9 @@ ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "results", "learning")
 
 RUNS = {
-    "ppo_CartPole-v1": "ppo.py --env CartPole-v1 --num-seeds 8 --total-steps 500000",
+    "ppo_CartPole-v1": "ppo.py --env CartPole-v1 --num-seeds 8 --total-steps 491520",
     "ppo_Pendulum-v1": "ppo.py --env Pendulum-v1 --num-seeds 8",
-    "ppo_kl_CartPole-v1": "ppo.py --env CartPole-v1 --num-seeds 8 --total-steps 500000 "
+    "ppo_kl_CartPole-v1": "ppo.py --env CartPole-v1 --num-seeds 8 --total-steps 491520 "
                           "--objective kl",
     "ppo_kl_Pendulum-v1": "ppo.py --env Pendulum-v1 --num-seeds 8 --objective kl",
     "reinforce_CartPole-v1": "reinforce.py --num-seeds 8",
@@ -40,14 +40,15 @@ RUNS = {
                                   "--vf-coef 0.25",
     "a2c_before_fix_Acrobot-v1": "a2c.py --env Acrobot-v1 --num-seeds 8 "
                                  "--rms-initial-scale 0 --vf-coef 0.25",
-    "offpac_CartPole-v1": "offpac.py --num-seeds 8",
-    "offpac_uniform_CartPole-v1": "offpac.py --num-seeds 8 --behaviour uniform",
-    "npg_Pendulum-v1": "npg.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",
-    "npg_CartPole-v1": "npg.py --env CartPole-v1 --num-seeds 8 --total-steps 1000000",
-    "trpo_Pendulum-v1": "trpo.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",
-    "trpo_CartPole-v1": "trpo.py --env CartPole-v1 --num-seeds 8 --total-steps 1000000",
-    "acktr_CartPole-v1": "acktr.py --env CartPole-v1 --num-seeds 8 --total-steps 1000000",
-    "acktr_Pendulum-v1": "acktr.py --env Pendulum-v1 --num-seeds 8 --total-steps 2000000",
+    "offpac_CartPole-v1": "offpac.py --num-seeds 8 --total-steps 998400",
+    "offpac_uniform_CartPole-v1": "offpac.py --num-seeds 8 --total-steps 998400 "
+                                  "--behaviour uniform",
+    "npg_Pendulum-v1": "npg.py --env Pendulum-v1 --num-seeds 8",
+    "npg_CartPole-v1": "npg.py --env CartPole-v1 --num-seeds 8 --total-steps 983040",
+    "trpo_Pendulum-v1": "trpo.py --env Pendulum-v1 --num-seeds 8 --total-steps 1966080",
+    "trpo_CartPole-v1": "trpo.py --env CartPole-v1 --num-seeds 8 --total-steps 983040",
+    "acktr_CartPole-v1": "acktr.py --env CartPole-v1 --num-seeds 8 --total-steps 998400",
+    "acktr_Pendulum-v1": "acktr.py --env Pendulum-v1 --num-seeds 8 --total-steps 1996800",
     "sac_Pendulum-v1": "sac.py --num-seeds 8",
     "sac_dmc-cartpole-swingup": "sac.py --env dmc:cartpole-swingup --num-seeds 3",
     # The same task in JAX (purerl.envs.mjx, dm_control's solver): one program, 8 seeds.

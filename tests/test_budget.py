@@ -135,24 +135,29 @@ def test_make_train_trainer_host_loop_and_sweeps_obey_the_same_rule():
             build()
 
 
+def _load_script(path: str):
+    """``(module, algo)`` of an experiment script, its ``main()`` not run."""
+    spec = importlib.util.spec_from_file_location("preset_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    # The scripts run main() under __main__ only, but set XLA_FLAGS (the host's
+    # device count) if unset: not for this process, whose backend may not be up.
+    flags = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = flags or ""
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if flags is None:
+            del os.environ["XLA_FLAGS"]
+    return module, next(v for v in vars(module).values()
+                        if hasattr(v, "RUN") and hasattr(v, "Config"))
+
+
 def _preset_runs():
     """``(script, env id or "(RUN)", RunConfig, episodic)`` of every experiment
     script's default run and presets (``--pixels`` sub-presets included)."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     for path in sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py"))):
-        spec = importlib.util.spec_from_file_location("preset_probe", path)
-        module = importlib.util.module_from_spec(spec)
-        # The scripts run main() under __main__ only, but set XLA_FLAGS (the host's
-        # device count) if unset: not for this process, whose backend may not be up.
-        flags = os.environ.get("XLA_FLAGS")
-        os.environ["XLA_FLAGS"] = flags or ""
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            if flags is None:
-                del os.environ["XLA_FLAGS"]
-        algo = next(v for v in vars(module).values()
-                    if hasattr(v, "RUN") and hasattr(v, "Config"))
+        module, algo = _load_script(path)
         presets = {"(RUN)": {}}
         for env_id, preset in getattr(module, "PRESETS", {}).items():
             preset = dict(preset)
@@ -166,8 +171,6 @@ def _preset_runs():
             yield os.path.basename(path), env_id, run, getattr(algo, "EPISODIC", False)
 
 
-@pytest.mark.xfail(strict=True, reason="until the preset budgets proposed in issue 35 "
-                   "(ppo Pendulum-v1 and mjx:cartpole-*, npg Pendulum-v1) are applied")
 def test_every_default_script_run_and_preset_is_accepted():
     refused = []
     for script, env_id, run, episodic in _preset_runs():
@@ -185,3 +188,32 @@ def test_preset_probe_sees_every_script():
     assert scripts == {os.path.basename(p) for p in
                        glob.glob(os.path.join(ROOT, "experiments", "*.py"))}
     assert len(list(_preset_runs())) > 20
+
+
+def test_every_committed_learning_result_is_what_its_command_runs():
+    """The command stored with each committed learning result (the README's) runs the
+    same steps in the same evaluation blocks as the result: a budget rule that changed
+    under a result would make its command reproduce another run."""
+    import re
+    import shlex
+
+    from purerl import experiment
+
+    checked = 0
+    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "results", "learning",
+                                              "*.json"))):
+        with open(path) as f:
+            result = json.load(f)
+        command = re.sub(r"\s*\(.*\)\s*$", "", result["command"])  # a trailing note
+        script, *argv = shlex.split(command)[1:]
+        module, algo = _load_script(os.path.join(ROOT, script))
+        if getattr(algo, "EPISODIC", False):
+            continue  # whole episodes per iteration: the env's horizon sets the blocks
+        args = experiment.build_parser(algo, "CartPole-v1").parse_args(argv)
+        args.env = args.env or "CartPole-v1"
+        _, run = experiment.resolve_config(algo, args, module.PRESETS)
+        sched = loops.schedule(run)
+        assert (sched.num_evals, sched.num_evals * sched.steps_per_eval) == (
+            len(result["eval_steps"]), result["eval_steps"][-1]), os.path.basename(path)
+        checked += 1
+    assert checked >= 20
