@@ -500,7 +500,12 @@ def make_mjx(env_id: str, *, solver: str = "dmc", action_repeat: int = 1) -> Env
             d = mjx.euler(model, rest.replace(qpos=d.qpos, qvel=d.qvel))
             d = physics_steps(d, task.settle_steps - 1).replace(
                 time=jnp.zeros((), float_dtype))
-        return mjx.forward(model, d), target.astype(float_dtype)
+        # What observe and reward read (poses, subtree velocities), not a whole forward
+        # pass: the next mjx.step begins with its own forward from qpos, qvel and ctrl
+        # (and reads qacc_warmstart, which forward does not write), so the physics is
+        # the same, and every copy of the reset (init, and each rollout's auto-reset)
+        # compiles without a second constraint solver.
+        return sync(d), target.astype(float_dtype)
 
     spec = T.EnvSpec(
         obs_shape=jax.eval_shape(lambda k: observe(*start(k)), jax.random.key(0)).shape,
@@ -555,4 +560,8 @@ def make_mjx(env_id: str, *, solver: str = "dmc", action_repeat: int = 1) -> Env
         )
         return new_state, ts
 
-    return Env(reset=reset, step=step, spec=spec)
+    # jit, so that MJX's long Python trace is done once per shape of one env: the
+    # training and the evaluation rollouts (vmapped over different env counts) and
+    # init then batch the same cached jaxpr instead of tracing MJX again (the program
+    # is the same; XLA inlines the call).
+    return Env(reset=jax.jit(reset), step=jax.jit(step), spec=spec)
