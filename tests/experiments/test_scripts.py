@@ -569,12 +569,10 @@ RESUME_TINY = ["--num-seeds", "2", "--total-steps", "330", "--num-envs", "2",
 
 
 def truncate_checkpoint(path) -> None:
-    """Cut every array data file of a checkpoint directory (orbax's d/) to half."""
-    for d, _, files in os.walk(path):
-        for name in files if os.path.basename(d) == "d" else ():
-            name = os.path.join(d, name)
-            with open(name, "r+b") as f:
-                f.truncate(os.path.getsize(name) // 2)
+    # tests/ is on sys.path (its conftest.py): one helper for both damage tests.
+    from test_checkpoint_damage import truncate_data
+
+    truncate_data(path)
 
 
 def file_bytes(root) -> dict:
