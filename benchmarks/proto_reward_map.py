@@ -216,9 +216,11 @@ def changed_flags(results) -> str:
     import proto as proto_script  # experiments/proto.py
 
     from purerl.algos import proto
+    from purerl.experiment import preset_key
 
+    key = preset_key(results["env"], proto_script.PRESETS)
     preset = {**{f.name: f.default for f in dataclasses.fields(proto.Config)},
-              **proto_script.PRESETS.get(results["env"], {})}
+              **(proto_script.PRESETS[key] if key else {})}
     flags = ""
     for name, value in results["config"].items():
         default = preset.get(name)

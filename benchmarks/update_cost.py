@@ -53,16 +53,12 @@ def make_agent(algo, cfg, spec, T, B):
     rate decays over the updates of a run of the algorithm's default budget
     (``algo.RUN.total_steps``) in such rollouts, as ``make_train`` would pass them."""
     import dataclasses
-    import inspect
 
     import purerl
 
     run = dataclasses.replace(algo.RUN, num_envs=B, num_steps=T)
     purerl.loops.check_compatible(algo, spec, cfg, run)
-    kwargs = {}
-    if "num_updates" in inspect.signature(algo.make).parameters:
-        kwargs["num_updates"] = purerl.loops.schedule(run).num_updates
-    return algo.make(cfg, spec, **kwargs)
+    return purerl.loops.make_agent(algo, cfg, spec, purerl.loops.schedule(run))
 
 
 class Row:

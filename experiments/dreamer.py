@@ -38,7 +38,8 @@ PRESETS = {
                         num_eval_envs=4),
     # Free nats 0.5 on cartpole's 5-d state: at 1 its KL settled at 0.82 (no gradient
     # to the prior) and the eval return stayed at 75 for 30k agent steps, 2 seeds.
-    "dmc:cartpole-swingup": dict(
+    # Every dmc:cartpole-<task> (preset_key resolves an id to its domain).
+    "dmc:cartpole": dict(
         STATES, total_steps=100_000, num_steps=500, action_repeat=2, num_evals=10,
         num_eval_envs=2, free_nats=0.5,
         # --pixels: the paper's networks and schedule (64x64 frames, one per step,
@@ -47,7 +48,7 @@ PRESETS = {
                     buffer_size=100_000, image_size=64,
                     frame_stack=1)),
 }
-PRESETS["dmc:walker-walk"] = PRESETS["dmc:cartpole-swingup"]
+PRESETS["dmc:walker"] = PRESETS["dmc:cartpole"]
 
 if __name__ == "__main__":
     sys.exit(experiment.main(dreamer, PRESETS, default_env="Pendulum-v1"))

@@ -31,11 +31,11 @@ PRESETS = {
     # 32 minibatches, lr 3e-4, γ 0.99, λ 0.95, observation normalisation), 1M env steps,
     # as 16 envs x 128 steps per seed (983,040: 20 evaluations x 24 iterations); rewards
     # in [0, 1] scaled by 0.1.
-    **{env_id: dict(total_steps=983_040, num_envs=16, num_steps=128, num_epochs=10,
-                    num_minibatches=32, lr=3e-4, gamma=0.99, gae_lambda=0.95,
-                    ent_coef=0.0, clip_value=False, reward_scale=0.1,
-                    normalize_obs=True, num_eval_envs=4)
-       for env_id in ("mjx:cartpole-swingup", "mjx:cartpole-balance")},
+    # Every mjx:cartpole-<task>.
+    "mjx:cartpole": dict(total_steps=983_040, num_envs=16, num_steps=128, num_epochs=10,
+                         num_minibatches=32, lr=3e-4, gamma=0.99, gae_lambda=0.95,
+                         ent_coef=0.0, clip_value=False, reward_scale=0.1,
+                         normalize_obs=True, num_eval_envs=4),
 }
 
 if __name__ == "__main__":

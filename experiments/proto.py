@@ -38,7 +38,7 @@ MAZE = dict(total_steps=30_000, num_envs=1, num_evals=10, num_eval_envs=4,
             proto_lr=3e-4, proto_dim=32, predictor_hidden=128, num_prototypes=64,
             queue_size=256)
 PRESETS = {env_id: MAZE for env_id in maze_ids()}  # -Fourier ids included
-PRESETS["dmc:cartpole-swingup"] = dict(
+PRESETS["dmc:cartpole"] = dict(  # every dmc:cartpole-<task>
     # dm_control from states on the host (action repeat 8, as the SAC preset).
     total_steps=20_000, action_repeat=8, learning_starts=1000, num_eval_envs=5,
     hidden_sizes=(256, 256), batch_size=256, encoder="mlp", num_prototypes=128,

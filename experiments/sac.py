@@ -27,19 +27,18 @@ PRESETS = {
     # dm_control from states on the host, PlaNet/DrQ's action repeat 8 for cartpole:
     # 25k agent steps = 200k env steps. DrQ's SAC settings: lr 1e-3, init α 0.1,
     # critic τ 0.01, 1000 random steps first; 5 eval episodes per seed.
-    "dmc:cartpole-swingup": dict(total_steps=25_000, action_repeat=8, lr=1e-3,
-                                 init_alpha=0.1, tau=0.01, learning_starts=1000,
-                                 num_eval_envs=5,
-                                 # --pixels: DrQ (84x84, frame stack 3, pad-4 shifts) with
-                                 # a replay of 20k transitions (2.5 GB per seed: obs and
-                                 # next_obs are both stored) and batch 128, not DrQ's
-                                 # 100k and 512, to fit this 24 GB, 2-core machine.
-                                 pixels=dict(buffer_size=20_000, batch_size=128,
-                                             hidden_sizes=(1024, 1024))),
-    # The same task and settings in JAX (purerl.envs.mjx): the whole loop one program.
-    "mjx:cartpole-swingup": dict(total_steps=25_000, action_repeat=8, lr=1e-3,
-                                 init_alpha=0.1, tau=0.01, learning_starts=1000,
-                                 num_eval_envs=5),
+    # Every dmc:cartpole-<task> (an id resolves to its domain's preset).
+    "dmc:cartpole": dict(total_steps=25_000, action_repeat=8, lr=1e-3, init_alpha=0.1,
+                         tau=0.01, learning_starts=1000, num_eval_envs=5,
+                         # --pixels: DrQ (84x84, frame stack 3, pad-4 shifts) with a
+                         # replay of 20k transitions (2.5 GB per seed: obs and next_obs
+                         # are both stored) and batch 128, not DrQ's 100k and 512, to
+                         # fit this 24 GB, 2-core machine.
+                         pixels=dict(buffer_size=20_000, batch_size=128,
+                                     hidden_sizes=(1024, 1024))),
+    # The same tasks and settings in JAX (purerl.envs.mjx): the whole loop one program.
+    "mjx:cartpole": dict(total_steps=25_000, action_repeat=8, lr=1e-3, init_alpha=0.1,
+                         tau=0.01, learning_starts=1000, num_eval_envs=5),
 }
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from purerl import distributed
 from purerl.config import RunConfig, field_docs, float_fields
 from purerl.run_loop import UsageError, host_driver, jit_driver, run_experiment
+from purerl.algos.base import spec_of
 
 HOST_PREFIXES = ("gymnasium:", "dmc:")
 # Options of make_host (or, for mjx: ids, make_mjx) that a preset may set
@@ -70,11 +71,12 @@ def _field_type(field, default):
 
 
 def build_parser(algo, default_env: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    name = algo.__name__.rsplit(".", 1)[-1]
+    algo = spec_of(algo)
+    name = algo.name
     parser = _Parser(
         prog=f"experiments/{name}.py",
         # The docstring's first paragraph: whole sentences, wrapped as written.
-        description=(algo.__doc__ or "").strip().split("\n\n")[0],
+        description=(algo.doc or "").strip().split("\n\n")[0],
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # None = not given: --resume then takes the run's own value (see run.json).
@@ -103,7 +105,7 @@ def build_parser(algo, default_env: str, epilog: str | None = None) -> argparse.
                         help="no progress bar")
     phases = parser.add_argument_group(
         "phases and snapshots (every run writes its agents to <out>/snapshot)")
-    names = list(getattr(algo, "PHASES", {}))
+    names = list(algo.phases)
     if names:
         phases.add_argument("--phase", choices=[*names, "both"], default=None,
                             help=f"run one phase of {name}'s protocol, or 'both' "
@@ -137,9 +139,9 @@ def build_parser(algo, default_env: str, epilog: str | None = None) -> argparse.
     run = parser.add_argument_group(
         "run (RunConfig: budget, env counts, evaluation; default: the env preset's, "
         "else the algorithm's RUN)")
-    _add_fields(run, RunConfig, algo.RUN)
-    _add_fields(parser.add_argument_group("hyperparameters (Config)"), algo.Config,
-                algo.Config())
+    _add_fields(run, RunConfig, algo.run)
+    _add_fields(parser.add_argument_group("hyperparameters (Config)"), algo.config,
+                algo.config())
     return parser
 
 
@@ -153,9 +155,31 @@ def _add_fields(group, cls, defaults) -> None:
                            help=f"{docs.get(field.name, '')} (default: {default})")
 
 
+FAMILIES = ("dmc:", "mjx:", "gymnasium:")
+
+
+def preset_key(env_id: str, presets: dict) -> str | None:
+    """The key of ``presets`` that applies to ``env_id``, most specific first: the
+    exact id (``"dmc:cartpole-swingup"``), then its domain (``"dmc:cartpole"``, for
+    every ``dmc:cartpole-<task>``), then its family (``"dmc:"``); None when none does
+    (the algorithm's own defaults)."""
+    if env_id in presets:
+        return env_id
+    family = next((f for f in FAMILIES if env_id.startswith(f)), None)
+    if family is None:
+        return None
+    if family != "gymnasium:":
+        domain = env_id.split("-", 1)[0]  # "dmc:cartpole" of "dmc:cartpole-swingup"
+        if domain in presets:
+            return domain
+    return family if family in presets else None
+
+
 def _preset(args, presets: dict) -> dict:
-    """The env's preset; a nested ``"pixels"`` dict overrides it under ``--pixels``."""
-    preset = dict(presets.get(args.env, {}))
+    """The env's preset (``preset_key``); a nested ``"pixels"`` dict overrides it
+    under ``--pixels``."""
+    key = preset_key(args.env, presets)
+    preset = dict(presets[key]) if key is not None else {}
     pixel_preset = preset.pop("pixels", {})
     if getattr(args, "pixels", False):
         preset.update(pixel_preset)
@@ -200,10 +224,11 @@ def make_jax_env(args, presets: dict):
 
 
 def resolve_config(algo, args, presets: dict):
-    """``(Config, RunConfig)`` = defaults (``Config()``, ``algo.RUN``) <- env preset <-
+    """``(Config, RunConfig)`` = defaults (``Config()``, ``algo.run``) <- env preset <-
     command-line flags; a preset key that is neither is an error."""
+    algo = spec_of(algo)
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    config_fields = {f.name for f in dataclasses.fields(algo.Config)}
+    config_fields = {f.name for f in dataclasses.fields(algo.config)}
     values, run_values = {}, {}
     for key, value in _preset(args, presets).items():
         if key in ENV_OPTIONS:
@@ -218,7 +243,7 @@ def resolve_config(algo, args, presets: dict):
         given = getattr(args, name, None)
         if given is not None:
             (run_values if name in run_fields else values)[name] = given
-    return algo.Config(**values), dataclasses.replace(algo.RUN, **run_values)
+    return algo.config(**values), dataclasses.replace(algo.run, **run_values)
 
 
 def _parse_sweep(algo, items) -> dict:
@@ -248,6 +273,7 @@ def _parse_sweep(algo, items) -> dict:
 def run_sweep(algo, args, presets: dict, host: bool) -> int:
     """``--sweep``: every point x seed in one compiled program (``purerl.sweep.run``);
     a results.json per point and a summary with 95% bootstrap intervals."""
+    algo = spec_of(algo)
     import jax
     import numpy as np
 
@@ -260,7 +286,7 @@ def run_sweep(algo, args, presets: dict, host: bool) -> int:
         raise UsageError("--sweep runs pure-JAX envs from scratch: not with a host env, "
                          "--resume, --phase or --snapshot")
     values = _parse_sweep(algo, args.sweep)
-    name = algo.__name__.rsplit(".", 1)[-1]
+    name = algo.name
     # The points as given, in sweep.grid's order (it holds them in float32, as any
     # Config float is in the program).
     combos = [dict(zip(values, c)) for c in itertools.product(*values.values())]
@@ -385,7 +411,9 @@ def _epilog(algo, presets: dict) -> str:
     from purerl.envs import known_ids
 
     lines = ["environments: " + ", ".join(known_ids())
-             + "; host: gymnasium:<id>, dmc:<domain>-<task>", "presets (--env: fields):"]
+             + "; host: gymnasium:<id>, dmc:<domain>-<task>",
+             "presets (--env: fields; a domain such as dmc:cartpole applies to each of its "
+             "tasks, a family such as dmc: to each of its ids):"]
     groups = {}  # envs sharing one preset are listed together
     for env_id, preset in presets.items():
         groups.setdefault(repr(preset), (preset, []))[1].append(env_id)
@@ -399,11 +427,12 @@ def _epilog(algo, presets: dict) -> str:
 
 def _groups(algo, config, driver) -> list:
     """The names of the agent's parameter groups (``state.params``' keys)."""
+    algo = spec_of(algo)
     import jax
 
     from purerl import loops
 
-    agent = algo.make(config, driver.spec, **loops._updates_kwarg(algo, driver.schedule))
+    agent = loops.make_agent(algo, config, driver.spec, driver.schedule)
     return list(jax.eval_shape(agent.init, jax.random.key(0)).params)
 
 
@@ -418,14 +447,16 @@ def _with_flag(message: str) -> str:
 
 def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> int:
     """Parse, train, write; returns the exit status."""
+    algo = spec_of(algo)
     out = args = None
     try:
         _join_processes()  # before anything starts JAX's backend (the env registry)
         parser = build_parser(algo, default_env, _epilog(algo, presets))
         args = parser.parse_args(argv)
         args.progress = args.progress and distributed.is_main()
-        name = algo.__name__.rsplit(".", 1)[-1]
+        name = algo.name
         args.changes_on_resume = _check_run_dir(args, algo, name, default_env)
+        args.preset = preset_key(args.env, presets)
         distributed.barrier("checked the run directory")  # before process 0 writes it
         if args.compile_cache:
             use_compile_cache()
@@ -500,7 +531,7 @@ def main(algo, presets: dict, default_env: str = "CartPole-v1", argv=None) -> in
             print("interrupted before the run directory was written: nothing was written",
                   file=sys.stderr)
         else:
-            name = algo.__name__.rsplit(".", 1)[-1]
+            name = algo.name
             print(f"interrupted: resume with: python experiments/{name}.py --resume "
                   f"--out {out}", file=sys.stderr)
         return 130
@@ -528,9 +559,10 @@ def _phase_settings(phase, args) -> dict:
 def _phases(algo, args) -> list:
     """``[(name, Phase)]`` to run: one phase, both in order, or (no --phase) one
     unnamed phase that starts from --snapshot if given."""
+    algo = spec_of(algo)
     from purerl.snapshot import Phase
 
-    phases = getattr(algo, "PHASES", {})
+    phases = algo.phases
     chosen = getattr(args, "phase", None)
     if chosen is None:
         return [(None, Phase(from_snapshot=args.snapshot is not None))]
@@ -548,7 +580,8 @@ DEFAULTS = {"num_seeds": 8, "seed": 0}
 
 
 def _settings(args, algo) -> dict:
-    fields = [f.name for cls in (RunConfig, algo.Config) for f in dataclasses.fields(cls)]
+    algo = spec_of(algo)
+    fields = [f.name for cls in (RunConfig, algo.config) for f in dataclasses.fields(cls)]
     return {k: _plain(getattr(args, k)) for k in (*REMEMBERED, *fields) if hasattr(args, k)}
 
 
@@ -571,6 +604,7 @@ def _check_run_dir(args, algo, name: str, default_env: str) -> list:
     take the run's values, and a given value that differs is refused unless it is a
     float hyperparameter and ``--allow-change`` is set; accepted changes are recorded.
     A new run's ``--out`` must not hold a run, unless ``--overwrite``."""
+    algo = spec_of(algo)
     from purerl import checkpoint
 
     changes = []
@@ -585,7 +619,7 @@ def _check_run_dir(args, algo, name: str, default_env: str) -> list:
                 raise UsageError(f"--resume: {args.out} holds a {stored['algo']} run "
                                  f"(resume it with experiments/{stored['algo']}.py)")
             changes = list(stored.get("changes_on_resume", []))
-            floats = set(float_fields(algo.Config))
+            floats = set(float_fields(algo.config))
             ckpt = checkpoint.latest(os.path.join(args.out, "checkpoint"))
             # What the run used (presets and defaults resolved), where it says so.
             used = {}
@@ -657,7 +691,8 @@ def _write_run_dir(args, algo, name: str) -> str:
             args.out = _new_run_dir(args.env, name)
         os.makedirs(args.out, exist_ok=True)
         plog.write_json_atomic(os.path.join(args.out, RUN_FILE),
-                               {"algo": name, "settings": _settings(args, algo),
+                               {"algo": name, "preset": getattr(args, "preset", None),
+                                "settings": _settings(args, algo),
                                 "changes_on_resume": args.changes_on_resume})
     except OSError as e:
         raise UsageError(f"--out {args.out}: {e.strerror or e}") from None

@@ -16,6 +16,7 @@ from purerl import memory as memory_lib
 from purerl.config import RunConfig
 from purerl.loops import block_metrics, build, episode_sums, prefill
 from purerl.memory import STATS, record
+from purerl.algos.base import spec_of
 
 __all__ = ["HostLoop", "HostRunner", "run_host"]
 
@@ -55,7 +56,8 @@ class HostLoop:
 
     def __init__(self, algo, host_env, config, run: RunConfig | None = None,
                  num_seeds: int | None = None, eval_env=None, freeze=()):
-        run = algo.RUN if run is None else run
+        algo = spec_of(algo)
+        run = algo.run if run is None else run
         seeds = 1 if num_seeds is None else num_seeds
         if seeds < 1:
             raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
@@ -64,9 +66,9 @@ class HostLoop:
                 f"host_env.num_envs ({host_env.num_envs}) must equal RunConfig.num_envs "
                 f"({run.num_envs})" + (f" x num_seeds ({seeds})" if num_seeds else "")
             )
-        if getattr(algo, "EPISODIC", False):
+        if algo.episodic:
             raise ValueError(
-                f"{algo.__name__} needs episodic rollouts; host loops run fixed ones"
+                f"{algo.name} needs episodic rollouts; host loops run fixed ones"
             )
         if run.normalize_obs:
             raise ValueError(
@@ -257,9 +259,9 @@ def run_host(algo, host_env, config, key, run: RunConfig | None = None, *,
     Args:
       algo: an algorithm module (e.g. ``purerl.algos.ppo``).
       host_env: a ``HostEnv`` with ``num_envs == run.num_envs``.
-      config: ``algo.Config``.
+      config: ``algo.config``.
       key: PRNG key.
-      run: ``RunConfig`` (default ``algo.RUN``).
+      run: ``RunConfig`` (default ``algo.run``).
       num_iterations: iterations to run; default the schedule's (what learning-rate
         annealing counts on).
       callback: ``callback(iteration, metrics)`` after every iteration.

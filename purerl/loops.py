@@ -35,6 +35,7 @@ from purerl import envs as envs_lib
 from purerl import memory as memory_lib
 from purerl import snapshot
 from purerl.algos import common
+from purerl.algos.base import spec_of
 from purerl.config import RunConfig
 from purerl.memory import STATS, random_actions, record, to_batch
 from purerl.types import Box, Discrete
@@ -156,11 +157,11 @@ def prefill(space, learning_starts: int, num_envs: int):
 
 def check_action_space(algo, spec) -> None:
     """A clear error when the algorithm cannot act in ``spec``'s action space."""
+    algo = spec_of(algo)
     space = spec.action_space
-    allowed = getattr(algo, "ACTION_SPACES", None)
-    if allowed is not None and type(space).__name__ not in allowed:
+    if type(space).__name__ not in algo.action_spaces:
         raise ValueError(
-            f"{algo.__name__} supports action spaces {list(allowed)}, but "
+            f"{algo.name} supports action spaces {list(algo.action_spaces)}, but "
             f"{spec.name or 'the env'} has {type(space).__name__}"
         )
 
@@ -168,25 +169,26 @@ def check_action_space(algo, spec) -> None:
 def check_compatible(algo, spec, config, run: RunConfig) -> None:
     """Clear errors for a mismatch of algorithm, env, Config and RunConfig, before
     anything is traced."""
-    if not isinstance(config, algo.Config):
-        raise TypeError(f"expected {algo.__name__}.Config, got {type(config).__name__}")
+    algo = spec_of(algo)
+    if not isinstance(config, algo.config):
+        raise TypeError(f"expected {algo.name}.Config, got {type(config).__name__}")
     if not isinstance(run, RunConfig):
         raise TypeError(f"expected purerl.RunConfig, got {type(run).__name__}")
     check_action_space(algo, spec)
     if spec.max_episode_steps is None:
         raise ValueError("evaluation needs env.spec.max_episode_steps (an episode length bound)")
-    episodic = getattr(algo, "EPISODIC", False)
+    episodic = algo.episodic
     if episodic and run.normalize_obs:
         raise ValueError("RunConfig.normalize_obs is not supported with episodic rollouts")
     if not episodic and run.total_steps < run.batch_size:
         raise ValueError(f"RunConfig.total_steps must be >= num_envs * num_steps = "
                          f"{run.batch_size}, got {run.total_steps}")
-    if getattr(algo, "check_run", None) is not None:
+    if algo.check_run is not None:
         algo.check_run(config, run)
     replay = memory_lib.for_algo(algo, config).replay
     if replay is not None:
         if replay.sequence_length == 0 and replay.capacity < run.batch_size:
-            raise ValueError(f"{algo.__name__}: a replay of {replay.capacity} transitions "
+            raise ValueError(f"{algo.name}: a replay of {replay.capacity} transitions "
                              f"cannot hold one iteration of {run.batch_size}")
         if replay.sequence_length:
             memory_lib.steps_per_env(replay, run.num_envs)
@@ -231,9 +233,10 @@ def _block_metrics(metrics: dict, count) -> dict:
     return out
 
 
-def make_learn(agent, memory, config):
+def make_learn(agent, memory, discounting: tuple[float, float]):
     """``learn(agent_state, mem, records, env_steps, key) -> (agent_state, mem,
-    metrics)``: write a rollout to the memory and train on it.
+    metrics)``: write a rollout to the memory and train on it; batches are built
+    with ``discounting = (gamma, reward_scale)``, the algorithm's declared values.
 
     On-policy: one ``update`` on the rollout. Replay: ``replay.updates`` updates on
     fresh samples, skipped (metrics zero) until ``env_steps >= learning_starts`` and
@@ -246,7 +249,7 @@ def make_learn(agent, memory, config):
         mem = memory.add(mem, records)
         if replay is None:
             agent_state, metrics = agent.update(
-                agent_state, to_batch(agent, agent_state, mem, config), key)
+                agent_state, to_batch(agent, agent_state, mem, discounting), key)
             return agent_state, (), metrics
         operand = (agent_state, mem, key)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
@@ -261,7 +264,7 @@ def make_learn(agent, memory, config):
 
         def one(state, key):
             k_sample, k_update = jax.random.split(key)
-            batch = to_batch(agent, state, memory.sample(mem, k_sample), config,
+            batch = to_batch(agent, state, memory.sample(mem, k_sample), discounting,
                              time_major=replay.sequence_length > 0)
             return agent.update(state, batch, k_update)
 
@@ -276,41 +279,43 @@ def build(algo, spec, config, run: RunConfig, freeze=()):
     """What both loops share: the agent (built for the run's number of updates, its
     ``update`` keeping the parameter groups ``freeze`` fixed), its memory, the
     schedule and ``learn``."""
+    algo = spec_of(algo)
     check_compatible(algo, spec, config, run)
-    episodic = getattr(algo, "EPISODIC", False)
-    sched = schedule(run, spec.max_episode_steps if episodic else None)
-    agent = algo.make(config, spec, **_updates_kwarg(algo, sched))
+    sched = schedule(run, spec.max_episode_steps if algo.episodic else None)
+    agent = make_agent(algo, config, spec, sched)
     if freeze:
         groups = list(jax.eval_shape(agent.init, jax.random.key(0)).params)
         snapshot.check_groups(algo, groups, freeze, "freeze")
         agent = agent._replace(update=snapshot.freeze(agent.update, freeze))
     memory = memory_lib.for_algo(algo, config)
-    return agent, memory, sched, make_learn(agent, memory, config)
+    return agent, memory, sched, make_learn(agent, memory, algo.discounting(config))
 
 
-def _updates_kwarg(algo, sched: Schedule) -> dict:
-    import inspect
-
-    if "num_updates" in inspect.signature(algo.make).parameters:
-        return {"num_updates": sched.num_updates}
-    return {}
+def make_agent(algo, config, spec, sched: Schedule):
+    """``algo.make`` for a run of schedule ``sched`` (the number of updates given to
+    an algorithm that declares it needs them)."""
+    algo = spec_of(algo)
+    if algo.needs_num_updates:
+        return algo.make(config, spec, num_updates=sched.num_updates)
+    return algo.make(config, spec)
 
 
 def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
     """Build ``init(key) -> Runner`` and ``block(runner) -> (runner, metrics)``.
 
-    Algorithms whose module sets ``EPISODIC = True`` (Monte-Carlo methods such as
+    Algorithms that declare ``AlgoSpec.episodic`` (Monte-Carlo methods such as
     REINFORCE) get episodic rollouts: every iteration resets the envs and runs
     ``max_episode_steps`` steps, so each env yields exactly one complete episode and no
     return is ever cut at a rollout boundary. Steps after an env's episode has ended
     are masked out (``batch.extras["mask"]``) and not counted as env steps.
     ``freeze`` names parameter groups no update changes (a fine-tuning phase).
     """
-    run = algo.RUN if run is None else run
+    algo = spec_of(algo)
+    run = algo.run if run is None else run
     if env.num_envs is not None:
         raise ValueError("pass a single (unvectorised) env; the driver vectorises it")
     agent, memory, sched, learn = build(algo, env.spec, config, run, freeze)
-    episodic = getattr(algo, "EPISODIC", False)
+    episodic = algo.episodic
     train_env = envs_lib.vectorize(env, run.num_envs)
     eval_env = envs_lib.vectorize(env, run.num_eval_envs)
     if run.normalize_obs:
@@ -446,12 +451,13 @@ def _strong(tree):
 
 def warn_bare_run(algo, run: RunConfig | None) -> None:
     """Warn when ``run`` is the bare ``RunConfig()`` (PPO's loop: 4 envs x 128 steps)
-    but ``algo.RUN`` differs: SAC's one env stepped and trained each step is not that
-    loop. ``run=None`` takes ``algo.RUN``."""
-    if run is not None and run == RunConfig() and run != algo.RUN:
-        name = algo.__name__.rsplit(".", 1)[-1]
+    but ``algo.run`` differs: SAC's one env stepped and trained each step is not that
+    loop. ``run=None`` takes ``algo.run``."""
+    algo = spec_of(algo)
+    if run is not None and run == RunConfig() and run != algo.run:
+        name = algo.name
         warnings.warn(f"RunConfig() is the bare default loop (4 envs x 128 steps, PPO's), "
-                      f"not {name}'s own {name}.RUN = {algo.RUN}: leave run out or pass "
+                      f"not {name}'s own {name}.RUN = {algo.run}: leave run out or pass "
                       f"dataclasses.replace({name}.RUN, ...)", UserWarning, stacklevel=3)
 
 
@@ -459,7 +465,7 @@ def make_train(algo, env, config, run: RunConfig | None = None):
     """The whole run as one pure function.
 
     Args:
-      algo: an algorithm module (e.g. ``purerl.algos.ppo``).
+      algo: an algorithm module (e.g. ``purerl.algos.ppo``) or its ``AlgoSpec``.
       env: a single (unvectorised) ``purerl.envs.Env``.
       config: ``algo.Config``, the algorithm's hyperparameters.
       run: ``purerl.RunConfig``, the budget, env counts and evaluation; default

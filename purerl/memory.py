@@ -3,9 +3,9 @@
 An algorithm module says what it needs; the loop keeps the memory in its runner,
 writes every rollout to it and decides when to train:
 
-* no ``replay`` function (on-policy): the memory is the last rollout, ``[T, B]``,
+* no ``AlgoSpec.replay`` (on-policy): the memory is the last rollout, ``[T, B]``,
   handed to one ``update`` and dropped;
-* ``replay(config) -> Replay(...)`` with ``sequence_length == 0``: a flat ring of
+* ``AlgoSpec.replay(config) -> Replay(...)`` with ``sequence_length == 0``: a flat ring of
   transitions (``buffers.flat_*``); every training round samples ``batch_size`` of
   them, ``updates`` times;
 * ``sequence_length = L > 0``: one time-major stream per env (``buffers.seq_*``);
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from purerl import buffers
+from purerl.algos.base import spec_of
 from purerl.types import Discrete, Transition
 
 
@@ -114,11 +115,11 @@ def sequences(replay: Replay) -> Memory:
 
 
 def for_algo(algo, config) -> Memory:
-    """The memory ``algo`` asks for (its module's ``replay(config)``, if any)."""
-    spec = getattr(algo, "replay", None)
-    if spec is None:
+    """The memory ``algo`` asks for (its ``AlgoSpec.replay(config)``, if any)."""
+    make_replay = spec_of(algo).replay
+    if make_replay is None:
         return rollout()
-    replay = spec(config)
+    replay = make_replay(config)
     return sequences(replay) if replay.sequence_length else flat(replay)
 
 
@@ -153,19 +154,21 @@ def record(obs, first, action, extras, ts) -> dict:
 STATS = ("episode_return", "episode_length", "env_metrics")
 
 
-def to_batch(agent, agent_state, records, config, time_major: bool = True) -> Transition:
+def to_batch(agent, agent_state, records, discounting: tuple[float, float],
+             time_major: bool = True) -> Transition:
     """The ``Transition`` an ``update`` gets from stored records.
 
-    Rewards are scaled by ``config.reward_scale``, then steps cut by a time limit get
+    ``discounting`` is ``(gamma, reward_scale)``, as the algorithm declares them
+    (``AlgoSpec.discounting``). Rewards are scaled by ``reward_scale``, then steps cut
+    by a time limit get
     ``gamma * V(next_obs)`` added, V from ``agent_state`` (the critic of this update);
     V(obs) goes into ``extras["value"]``. With ``time_major`` (a rollout ``[T, B]`` or
     sequence windows ``[L, B]``) ``bootstrap_value`` is V of the observation after the
     last step; for flat samples it is zeros.
     """
-    # A Config without them (the uniform-random baseline learns nothing) means 1.
-    gamma = getattr(config, "gamma", 1.0)
+    gamma, reward_scale = discounting
     done = records["terminated"] | records["truncated"]
-    reward = records["reward"] * getattr(config, "reward_scale", 1.0)
+    reward = records["reward"] * reward_scale
     extras = records["extras"]
     bootstrap = jnp.zeros(reward.shape[1:] if time_major else (), jnp.float32)
     if agent.value is not None:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from purerl.algos.base import spec_of
+
 
 class UsageError(Exception):
     """A bad command line: reported in one line, exit status 2."""
@@ -178,6 +180,7 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
     carried in the checkpoints: results.json's ``wall_seconds``, ``compile_seconds``
     and throughput sum the parts that ran the blocks it holds (an interrupted part
     counts to its last checkpoint: the blocks after it were run again)."""
+    algo = spec_of(algo)
     import jax
     import numpy as np
 
@@ -185,7 +188,7 @@ def run_experiment(driver: Driver, algo, config, run, args, start=None, restore=
     from purerl import logging as plog
 
     main = distributed.is_main()  # the one process that writes
-    name = algo.__name__.rsplit(".", 1)[-1]
+    name = algo.name
     out = _run_dir(args.out)
     sched = driver.schedule
     if args.resume and _complete(out, sched.num_evals):
@@ -306,6 +309,9 @@ def _banner(name, args, driver, run, out, repeat) -> str:
         f" (asked {run.num_evals})" if sched.num_evals != run.num_evals else "")
     options = driver.extra.get("env_options")
     where = f"{args.env} {options}" if options else args.env
+    preset = getattr(args, "preset", None)
+    where += (" (its preset)" if preset == args.env else f" (preset {preset})" if preset
+              else " (no preset)")
     return f"{name} on {where}: {args.num_seeds} seeds x {budget}, {evals} -> {out}"
 
 
@@ -388,6 +394,7 @@ def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_r
     results = {
         "algo": name,
         "env": args.env,
+        "preset": getattr(args, "preset", None),
         "num_seeds": args.num_seeds,
         "seed": args.seed,
         "total_steps": total_steps,

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl import checkpoint, distributed
+from purerl.algos.base import spec_of
 
 META = "snapshot.json"
 
@@ -40,8 +41,9 @@ class Phase(NamedTuple):
 
 def describe(algo, spec, config) -> dict:
     """What a snapshot records of its origin, and what a phase checks it against."""
+    algo = spec_of(algo)
     return {
-        "algo": algo.__name__.rsplit(".", 1)[-1],
+        "algo": algo.name,
         "env": spec.name,
         "obs_shape": list(spec.obs_shape),
         "obs_dtype": str(spec.obs_dtype),
@@ -74,6 +76,7 @@ def save(path: str, agent_state: Any, algo, spec, config) -> str:
 def check(path: str, algo, spec) -> dict:
     """The snapshot's metadata, or a one-line ``ValueError`` saying why it cannot start
     a phase of ``algo`` on an env with ``spec``."""
+    algo = spec_of(algo)
     meta_path = os.path.join(path, META)
     if not os.path.exists(path):
         raise ValueError(f"snapshot {path} does not exist")
@@ -85,7 +88,7 @@ def check(path: str, algo, spec) -> dict:
                          f"snapshot to <run dir>/snapshot)")
     with open(meta_path) as f:
         meta = json.load(f)
-    want = {"algo": algo.__name__.rsplit(".", 1)[-1], "obs_shape": list(spec.obs_shape),
+    want = {"algo": algo.name, "obs_shape": list(spec.obs_shape),
             "obs_dtype": str(spec.obs_dtype), "action_space": repr(spec.action_space)}
     names = {"algo": "algorithm", "obs_shape": "observation shape",
              "obs_dtype": "observation dtype", "action_space": "action space"}
@@ -124,9 +127,10 @@ def _tied(state, group: str, filled: bool = True) -> list[str]:
 def check_groups(algo, groups, names: Sequence[str], what: str) -> None:
     """A one-line ``ValueError`` (``"<what>: ppo has no parameter group 'x'; its
     groups: actor, critic"``) for the first of ``names`` not among ``groups``."""
+    algo = spec_of(algo)
     for name in names:
         if name not in groups:
-            raise ValueError(f"{what}: {algo.__name__.rsplit('.', 1)[-1]} has no parameter "
+            raise ValueError(f"{what}: {algo.name} has no parameter "
                              f"group {name!r}; its groups: {', '.join(groups)}")
 
 

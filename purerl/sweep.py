@@ -29,20 +29,23 @@ from jax.sharding import PartitionSpec as P
 from purerl import config as config_lib
 from purerl import distributed
 from purerl.loops import make_train
+from purerl.algos.base import spec_of
 
 
 def float_fields(algo) -> list[str]:
-    """The sweepable fields of ``algo.Config``."""
-    return config_lib.float_fields(algo.Config)
+    """The sweepable fields of ``algo.config``."""
+    algo = spec_of(algo)
+    return config_lib.float_fields(algo.config)
 
 
 def check_fields(algo, names) -> None:
     """A one-line ``ValueError`` for a name that is not a float field of the Config."""
+    algo = spec_of(algo)
     floats = float_fields(algo)
-    fields = {f.name: f for f in dataclasses.fields(algo.Config)}
+    fields = {f.name: f for f in dataclasses.fields(algo.config)}
     for name in names:
         if name not in fields:
-            raise ValueError(f"{algo.__name__}.Config has no field {name!r}; float fields "
+            raise ValueError(f"{algo.name}.Config has no field {name!r}; float fields "
                              f"(sweepable): {', '.join(floats)}")
         if name not in floats:
             kind = getattr(fields[name].type, "__name__", fields[name].type)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purerl.types import EnvSpec, Transition
+from purerl.algos.base import spec_of
 
 
 def as_numpy(tree) -> list[np.ndarray]:
@@ -52,9 +53,10 @@ def random_batch(spec: EnvSpec, key, T: int = 8, B: int = 4, p_done: float = 0.1
 
 
 def split_config(algo, **fields):
-    """``(algo.Config, RunConfig)`` from one set of keyword arguments: the
-    ``RunConfig`` fields (``total_steps``, ``num_envs``, ...) on top of ``algo.RUN``,
-    the rest into ``algo.Config``."""
+    """``(algo.config, RunConfig)`` from one set of keyword arguments: the
+    ``RunConfig`` fields (``total_steps``, ``num_envs``, ...) on top of ``algo.run``,
+    the rest into ``algo.config``."""
+    algo = spec_of(algo)
     import dataclasses
 
     from purerl.config import RunConfig
@@ -62,7 +64,7 @@ def split_config(algo, **fields):
     names = {f.name for f in dataclasses.fields(RunConfig)}
     run = {k: v for k, v in fields.items() if k in names}
     cfg = {k: v for k, v in fields.items() if k not in names}
-    return algo.Config(**cfg), dataclasses.replace(algo.RUN, **run)
+    return algo.config(**cfg), dataclasses.replace(algo.run, **run)
 
 
 def train_fn(algo, env, **fields):

@@ -18,6 +18,7 @@ import numpy as np
 from purerl import checkpoint, distributed, loops
 from purerl.config import RunConfig
 from purerl.loops import make_block
+from purerl.algos.base import spec_of
 
 
 class Trainer:
@@ -32,8 +33,9 @@ class Trainer:
 
     def __init__(self, algo, env, config, run: RunConfig | None = None,
                  num_seeds: int | None = None, shard: bool = True, freeze=()):
+        algo = spec_of(algo)
         loops.warn_bare_run(algo, run)
-        self.run_config = algo.RUN if run is None else run
+        self.run_config = algo.run if run is None else run
         init, block, self.schedule = make_block(algo, env, config, self.run_config, freeze)
         self.num_seeds = num_seeds
         self.num_blocks = self.schedule.num_evals

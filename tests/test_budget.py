@@ -78,7 +78,7 @@ def test_episodic_runs_keep_their_budget_and_report_the_shortfall(tmp_path, caps
     args = argparse.Namespace(env="CartPole-v1", num_seeds=2, seed=0, resume=False)
     driver = argparse.Namespace(schedule=sched, extra={})
     assert _banner("reinforce", args, driver, run, "out", 1) == (
-        "reinforce on CartPole-v1: 2 seeds x at most 999 env steps (asked 1000), "
+        "reinforce on CartPole-v1 (no preset): 2 seeds x at most 999 env steps (asked 1000), "
         "3 evaluations -> out")
     _write_results(str(tmp_path), "reinforce", args, reinforce.Config(), run,
                    sched.total_steps, [300, 640, 980], [[1.0, 2.0]] * 3, 1.0, 1.0, 100.0,
@@ -92,17 +92,17 @@ def test_episodic_runs_keep_their_budget_and_report_the_shortfall(tmp_path, caps
 
 def test_the_banner_says_what_runs_and_what_was_asked():
     run = dataclasses.replace(ppo.RUN, total_steps=20_000)
-    args = argparse.Namespace(env="CartPole-v1", num_seeds=8)
+    args = argparse.Namespace(env="CartPole-v1", num_seeds=8, preset="CartPole-v1")
     driver = argparse.Namespace(schedule=loops.schedule(run), extra={})
     assert _banner("ppo", args, driver, run, "out", 1) == (
-        "ppo on CartPole-v1: 8 seeds x 19968 env steps (asked 20000), "
+        "ppo on CartPole-v1 (its preset): 8 seeds x 19968 env steps (asked 20000), "
         "13 evaluations (asked 20) -> out")
     assert "19968 agent steps (asked 20000; 159744 env frames, action repeat 8)" in (
         _banner("ppo", args, driver, run, "out", 8))
     exact = dataclasses.replace(run, total_steps=20_480)
     driver = argparse.Namespace(schedule=loops.schedule(exact), extra={})
     assert _banner("ppo", args, driver, exact, "out", 1) == (
-        "ppo on CartPole-v1: 8 seeds x 20480 env steps, 20 evaluations -> out")
+        "ppo on CartPole-v1 (its preset): 8 seeds x 20480 env steps, 20 evaluations -> out")
 
 
 def test_make_train_trainer_host_loop_and_sweeps_obey_the_same_rule():
@@ -168,7 +168,7 @@ def _preset_runs():
         for env_id, preset in presets.items():
             run = dataclasses.replace(algo.RUN, **{k: v for k, v in preset.items()
                                                    if k in fields})
-            yield os.path.basename(path), env_id, run, getattr(algo, "EPISODIC", False)
+            yield os.path.basename(path), env_id, run, algo.SPEC.episodic
 
 
 def test_every_default_script_run_and_preset_is_accepted():
@@ -207,7 +207,7 @@ def test_every_committed_learning_result_is_what_its_command_runs():
         command = re.sub(r"\s*\(.*\)\s*$", "", result["command"])  # a trailing note
         script, *argv = shlex.split(command)[1:]
         module, algo = _load_script(os.path.join(ROOT, script))
-        if getattr(algo, "EPISODIC", False):
+        if algo.SPEC.episodic:
             continue  # whole episodes per iteration: the env's horizon sets the blocks
         args = experiment.build_parser(algo, "CartPole-v1").parse_args(argv)
         args.env = args.env or "CartPole-v1"

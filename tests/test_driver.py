@@ -17,7 +17,7 @@ import numpy as np
 
 import purerl
 from purerl import host_loop, loops
-from purerl.algos.base import Agent
+from purerl.algos.base import Agent, AlgoSpec
 from purerl.config import RunConfig, config
 from purerl.envs.host import HostEnv
 from purerl.ops import discounted_returns
@@ -70,10 +70,9 @@ def _make_toy(cfg: ToyConfig, spec: EnvSpec) -> Agent:
                  init_carry=lambda n: jnp.zeros(n, jnp.float32))
 
 
-toy = types.SimpleNamespace(
-    __name__="tests.toy_recurrent", Config=ToyConfig, make=_make_toy,
-    ACTION_SPACES=("Discrete",),
-    RUN=RunConfig(total_steps=8 * 20 * 60, num_envs=8, num_steps=20, num_evals=3,
+toy = AlgoSpec(
+    name="toy_recurrent", config=ToyConfig, make=_make_toy, action_spaces=("Discrete",),
+    run=RunConfig(total_steps=8 * 20 * 60, num_envs=8, num_steps=20, num_evals=3,
                   num_eval_envs=64))
 
 
@@ -99,9 +98,9 @@ def _make_count(cfg, spec) -> Agent:
                  init_carry=lambda n: jnp.zeros(n, jnp.int32))
 
 
-count_algo = types.SimpleNamespace(
-    __name__="tests.count_steps", Config=CountConfig, make=_make_count,
-    RUN=RunConfig(total_steps=3 * 7 * 6, num_envs=3, num_steps=7, num_evals=2,
+count_algo = AlgoSpec(
+    name="count_steps", config=CountConfig, make=_make_count,
+    run=RunConfig(total_steps=3 * 7 * 6, num_envs=3, num_steps=7, num_evals=2,
                   num_eval_envs=2))
 
 
@@ -160,8 +159,8 @@ def test_memory_probe_needs_the_carry_in_jit():
 
 def test_memory_probe_needs_the_carry_on_the_host():
     def train(cfg, seed):
-        loop = host_loop.HostLoop(toy, MemoryHost(toy.RUN.num_envs * 2, seed), cfg,
-                              num_seeds=2, eval_env=MemoryHost(toy.RUN.num_eval_envs * 2,
+        loop = host_loop.HostLoop(toy, MemoryHost(toy.run.num_envs * 2, seed), cfg,
+                              num_seeds=2, eval_env=MemoryHost(toy.run.num_eval_envs * 2,
                                                                seed + 1))
         runner = loop.init(jax.random.key(seed))
         for _ in range(loop.schedule.num_evals):
@@ -222,9 +221,9 @@ def _make_noisy(cfg, spec) -> Agent:
                  init_carry=lambda n: jnp.zeros(n, jnp.int32))
 
 
-noisy_algo = types.SimpleNamespace(
-    __name__="tests.noisy_eval", Config=CountConfig, make=_make_noisy,
-    RUN=RunConfig(total_steps=2 * 5 * 2, num_envs=2, num_steps=5, num_evals=2,
+noisy_algo = AlgoSpec(
+    name="noisy_eval", config=CountConfig, make=_make_noisy,
+    run=RunConfig(total_steps=2 * 5 * 2, num_envs=2, num_steps=5, num_evals=2,
                   num_eval_envs=16))
 
 

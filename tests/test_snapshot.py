@@ -1,8 +1,8 @@
 """Snapshots and phases: save/load across seed counts, restored and frozen parameter
 groups, the mismatch errors, and a two-phase protocol through the experiment CLI."""
 
+import dataclasses
 import json
-import types
 
 import jax
 import numpy as np
@@ -78,14 +78,11 @@ def test_restored_and_frozen_groups(cartpole, trained):
 
 
 # A two-phase protocol: pre-train everything, then fine-tune with the critic frozen.
-phased = types.SimpleNamespace(**{k: getattr(a2c, k) for k in (
-    "Config", "RUN", "make", "ACTION_SPACES", "__doc__")})
-phased.__name__ = "a2c"
-phased.PHASES = {
+phased = dataclasses.replace(a2c.SPEC, phases={
     "pretrain": snapshot.Phase(config={"ent_coef": 0.05}),
     "finetune": snapshot.Phase(config={"ent_coef": 0.0}, from_snapshot=True,
                                freeze=("critic",)),
-}
+})
 ARGS = ["--total-steps", "256", "--num-seeds", "2", "--num-envs", "4", "--num-steps", "16",
         "--num-evals", "2", "--num-eval-envs", "2", "--hidden-sizes", "8,8",
         "--no-progress"]

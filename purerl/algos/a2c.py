@@ -26,13 +26,12 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_range, config
 from purerl.networks import ValueNet
 from purerl.ops.returns import discounted_returns, gae
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 # baselines' A2C: 16 envs x 5 steps.
 RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=5)
 
@@ -112,10 +111,10 @@ def actor_critic_loss(params, batch, adv, targets, actor, critic, cfg, env_spec)
 
 def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agent:
     """Build A2C's pure functions for an environment spec; ``num_updates`` (the
-    run's number of updates) is what ``anneal_lr`` decays over."""
+    run's number of updates; default: those of ``RUN``) is what ``anneal_lr`` decays over."""
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.a2c.Config, got {type(cfg).__name__}")
-    common.check_num_updates(cfg, num_updates)
+    num_updates = common.updates_of(num_updates, RUN)
     actor = common.make_actor(cfg, env_spec)
     critic = ValueNet(cfg.hidden_sizes, cfg.activation, obs_ndim=len(env_spec.obs_shape))
     opt = common.flat_optimizer(optax.chain(
@@ -149,3 +148,10 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         return State(params, opt_state, state.iteration + 1), metrics
 
     return stateless(init, act, update, value)
+
+
+SPEC = AlgoSpec(
+    name="a2c", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    needs_num_updates=True,
+)

@@ -59,7 +59,7 @@ import optax
 
 from purerl.algos import common
 from purerl.algos.a2c import advantages_and_targets
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_range, config
 from purerl.networks import ValueNet
 from purerl.networks_kfac import DenseStats, capture_dense_stats
@@ -73,7 +73,6 @@ from purerl.ops.kfac import (
 )
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 # baselines' ACKTR: 16 envs x 20 steps.
 RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=20)
 LOG_STD_FISHER = 2.0  # the exact Fisher of a Gaussian's log-std, per dimension
@@ -303,7 +302,7 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
     """Build ACKTR's pure functions for an environment spec."""
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.acktr.Config, got {type(cfg).__name__}")
-    common.check_num_updates(cfg, num_updates)
+    num_updates = common.updates_of(num_updates, RUN)
     actor = common.make_actor(cfg, env_spec)
     critic = ValueNet(
         cfg.hidden_sizes, cfg.activation, obs_ndim=len(env_spec.obs_shape)
@@ -390,3 +389,10 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         return State(params, velocity, factors, eigen, t + 1), metrics
 
     return stateless(init, act, update, value)
+
+
+SPEC = AlgoSpec(
+    name="acktr", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    needs_num_updates=True,
+)

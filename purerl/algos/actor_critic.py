@@ -22,13 +22,12 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_range, config
 from purerl.networks import QNet
 from purerl.ops.returns import n_step_returns
 from purerl.types import Discrete, EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=5)
 
 
@@ -113,7 +112,7 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
     if not isinstance(cfg, Config):
         raise TypeError(
             f"expected purerl.algos.actor_critic.Config, got {type(cfg).__name__}")
-    common.check_num_updates(cfg, num_updates)
+    num_updates = common.updates_of(num_updates, RUN)
     discrete = isinstance(env_spec.action_space, Discrete)
     if cfg.advantage and not discrete:
         raise ValueError("Config.advantage needs a Discrete action space (Σ_a π Q is "
@@ -158,3 +157,10 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
 
     return stateless(init, act, update, value)
 
+
+SPEC = AlgoSpec(
+    name="actor_critic", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    check_run=check_run,
+    needs_num_updates=True,
+)

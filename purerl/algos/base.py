@@ -1,7 +1,16 @@
-"""What every algorithm module returns from ``make``: a NamedTuple of pure functions."""
+"""The algorithm contract: what ``make`` returns (``Agent``, a NamedTuple of pure
+functions) and what a module declares to the driver (``AlgoSpec``)."""
 
-from collections.abc import Callable
-from typing import NamedTuple
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:  # annotations only: the memory and snapshots read AlgoSpec
+    from purerl.config import RunConfig
+    from purerl.memory import Replay
+    from purerl.snapshot import Phase
 
 
 class Agent(NamedTuple):
@@ -44,3 +53,63 @@ def stateless(init, act, update, value=None) -> Agent:
         return action, carry, extras
 
     return Agent(init=init, act=act_with_carry, update=update, value=value)
+
+
+def gamma_and_scale(cfg) -> tuple[float, float]:
+    """``AlgoSpec.discounting`` of a Config whose fields are ``gamma`` and
+    ``reward_scale`` (every in-tree algorithm that learns from rewards)."""
+    return cfg.gamma, cfg.reward_scale
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """Everything an algorithm tells the driver, declared once: each algorithm module
+    ends with ``SPEC = AlgoSpec(...)``, and the driver (``purerl.loops``,
+    ``purerl.host_loop``, ``purerl.memory``, the experiment CLI, sweeps, snapshots)
+    reads this and nothing else of the module. An out-of-tree algorithm writes one
+    and passes it wherever a module is taken (``make_train(spec, env, config)``).
+    """
+
+    name: str
+    """Short name: messages, snapshots and run directories use it (``"ppo"``)."""
+    config: type
+    """The hyperparameter dataclass; ``config()`` is the paper's defaults."""
+    make: Callable
+    """``make(config, env_spec) -> Agent``; with ``needs_num_updates`` the driver also
+    passes ``num_updates=`` (the iterations the run makes: an annealed learning rate
+    needs them), and ``make(config, env_spec)`` alone uses ``run``'s."""
+    run: RunConfig
+    """The default loop: budget, env counts, evaluation."""
+    discounting: Callable[[Any], tuple[float, float]] = gamma_and_scale
+    """``config -> (gamma, reward_scale)``: the values the memory bootstraps time-limit
+    steps with and scales rewards by, when it builds a batch."""
+    doc: str = ""
+    """The module docstring: ``--help`` shows its first paragraph."""
+    action_spaces: tuple[str, ...] = ("Discrete", "Box")
+    """The action spaces it acts in, by type name; others are refused before tracing."""
+    episodic: bool = False
+    """True for Monte-Carlo methods: every iteration runs whole episodes (see
+    ``loops.make_block``); host loops refuse them."""
+    replay: Callable[[Any], Replay] | None = None
+    """``config -> Replay``: the memory, sampling and training cadence it asks for;
+    None for on-policy algorithms (one ``update`` on each rollout)."""
+    phases: Mapping[str, Phase] = field(default_factory=dict)
+    """Named phases of its protocol (``--phase``), in order: pre-train, fine-tune."""
+    check_run: Callable[[Any, RunConfig], None] | None = None
+    """``(config, run) -> None``, raising ``ValueError`` for a run it cannot do."""
+    needs_num_updates: bool = False
+    """``make`` takes ``num_updates`` (see ``make``)."""
+
+
+def spec_of(algo) -> AlgoSpec:
+    """``algo``'s ``AlgoSpec``: ``algo`` itself, or its module's ``SPEC``."""
+    if isinstance(algo, AlgoSpec):
+        return algo
+    try:
+        spec = algo.SPEC
+    except AttributeError:
+        raise TypeError(f"{algo!r} is not an algorithm: expected an AlgoSpec or a module "
+                        f"that declares SPEC = purerl.AlgoSpec(...)") from None
+    if not isinstance(spec, AlgoSpec):
+        raise TypeError(f"{algo!r}.SPEC is a {type(spec).__name__}, not an AlgoSpec")
+    return spec

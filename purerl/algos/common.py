@@ -102,13 +102,15 @@ def linear_lr(lr, iteration, num_updates: int | None, anneal: bool):
     return lr * jnp.maximum(1.0 - iteration / num_updates, 0.0)
 
 
-def check_num_updates(cfg, num_updates: int | None) -> None:
-    """``make``'s check that an annealed learning rate knows the run's length."""
-    if getattr(cfg, "anneal_lr", False) and not (num_updates and num_updates > 0):
-        raise ValueError(
-            f"{type(cfg).__name__}.anneal_lr needs the number of updates the run will "
-            f"make: make(config, env_spec, num_updates=N) (the loops pass it), or "
-            f"anneal_lr=False")
+def updates_of(num_updates: int | None, run) -> int:
+    """The number of updates an annealed learning rate decays over: ``num_updates``
+    as the driver passes it (the iterations the run really makes), or, when ``make``
+    is called without it, the iterations of the algorithm's default loop ``run``."""
+    if num_updates is None:
+        return max(run.total_steps // run.batch_size, 1)
+    if num_updates < 1:
+        raise ValueError(f"num_updates must be >= 1, got {num_updates}")
+    return num_updates
 
 
 class FlatOptimizer(NamedTuple):

@@ -87,7 +87,7 @@ import numpy as np
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent
+from purerl.algos.base import Agent, AlgoSpec
 from purerl.algos.sac import is_pixels, tanh_gaussian_sample
 from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.memory import Replay
@@ -95,7 +95,6 @@ from purerl.networks import ACTIVATIONS, MLP, ConvTranspose, conv_general, ortho
 from purerl.ops import lambda_returns
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Box",)
 # The reference's schedule in agent steps at its action repeat 2: 5000 prefill frames
 # (2500 steps), 100 updates every 1000 frames (500 steps), 1M frames.
 RUN = RunConfig(total_steps=500_000, num_envs=1, num_steps=500, num_evals=20,
@@ -617,3 +616,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         return learner_step(state, to_sequences(batch, nets), key, nets, cfg)
 
     return Agent(init=init, act=act, update=update, value=None, init_carry=init_carry)
+
+
+SPEC = AlgoSpec(
+    name="dreamer", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Box",),
+    replay=replay,
+)

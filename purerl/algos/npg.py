@@ -32,14 +32,13 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from purerl.algos import common
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_range, config
 from purerl.networks import ValueNet
 from purerl.ops.natural import conjugate_gradient, fisher_vector_product
 from purerl.ops.returns import gae
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 # mjrl's NPG: 10 trajectories of 1000 steps per iteration.
 RUN = RunConfig(total_steps=1_000_000, num_envs=10, num_steps=1000)
 
@@ -251,3 +250,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         return State(params, vf_opt_state, state.iteration + 1), metrics
 
     return parts.agent._replace(update=update)
+
+
+SPEC = AlgoSpec(
+    name="npg", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    check_run=check_run,
+)

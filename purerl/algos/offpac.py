@@ -30,14 +30,13 @@ import numpy as np
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.memory import Replay, random_actions
 from purerl.networks import ValueNet
 from purerl.ops.returns import vtrace
 from purerl.types import Box, Discrete, EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 RUN = RunConfig(total_steps=1_000_000, num_envs=16, num_steps=16)
 
 
@@ -187,3 +186,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         return State(params, behaviour, opt_state, iteration), metrics
 
     return stateless(init, act, update, value)
+
+
+SPEC = AlgoSpec(
+    name="offpac", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    replay=replay,
+)

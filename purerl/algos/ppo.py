@@ -26,13 +26,12 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from purerl.algos import common
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.networks import PolicyNet, ValueNet
 from purerl.ops.returns import gae
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 # PPO2's Atari geometry scaled to classic control, as PureJaxRL's CartPole config.
 RUN = RunConfig(total_steps=500_000, num_envs=4, num_steps=128)
 
@@ -168,10 +167,10 @@ def ppo_loss(params, batch, old_actor_params, kl_beta, actor, critic, cfg):
 
 def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agent:
     """Build PPO's pure functions for an environment spec; ``num_updates`` (the run's
-    number of updates) is what ``anneal_lr`` decays over."""
+    number of updates; default: those of ``RUN``) is what ``anneal_lr`` decays over."""
     if not isinstance(cfg, Config):
         raise TypeError(f"expected purerl.algos.ppo.Config, got {type(cfg).__name__}")
-    common.check_num_updates(cfg, num_updates)
+    num_updates = common.updates_of(num_updates, RUN)
     obs_ndim = len(env_spec.obs_shape)
     actor = PolicyNet(env_spec.action_space, cfg.hidden_sizes, cfg.activation,
                       cfg.log_std_init, obs_ndim=obs_ndim)
@@ -265,3 +264,11 @@ def make(cfg: Config, env_spec: EnvSpec, num_updates: int | None = None) -> Agen
         return new_state, metrics
 
     return stateless(init, act, update, value)
+
+
+SPEC = AlgoSpec(
+    name="ppo", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    check_run=check_run,
+    needs_num_updates=True,
+)

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import sac
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.memory import Replay
 from purerl.networks import MLP, ConvEncoder
@@ -66,7 +66,6 @@ from purerl.ops import knn_distances, random_shift, sinkhorn_knopp
 from purerl.snapshot import Phase
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Box",)
 RUN = RunConfig(total_steps=100_000, num_envs=1, num_steps=1, num_evals=10)
 PROTO_GROUPS = ("encoder", "projector", "predictor", "prototypes")
 # The groups the original's first release (denisyarats/proto 8580430) carries into
@@ -341,3 +340,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
 
     return stateless(init, act, update, None)
 
+
+SPEC = AlgoSpec(
+    name="proto", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Box",),
+    replay=replay,
+    phases=PHASES,
+)

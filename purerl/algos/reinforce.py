@@ -3,7 +3,7 @@
     θ ← θ + α_θ · w_t · (G_t − b(S_t)) · ∇log π(A_t|S_t)
     b(S_t) = v̂(S_t, w) with a baseline, else 0;   w ← w + α_w (G_t − v̂(S_t)) ∇v̂(S_t)
 
-G_t is the return-to-go of the complete episode: the module sets ``EPISODIC``, so the
+G_t is the return-to-go of the complete episode: its spec declares ``episodic``, so the
 driver resets the envs each iteration and hands over one whole episode per env (steps
 after its end masked by ``extras["mask"]``); no return is cut at a rollout boundary.
 Episodes cut by the time limit are bootstrapped with γ·v̂(final obs) when a baseline
@@ -25,16 +25,14 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_choice, config
 from purerl.networks import ValueNet
 from purerl.ops.returns import discounted_returns
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 # Episodic rollouts: one complete episode per env per update; num_steps is unused.
 RUN = RunConfig(total_steps=1_000_000, num_envs=8)
-EPISODIC = True
 
 
 @config
@@ -140,3 +138,9 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
 
     return stateless(init, act, update, value if cfg.baseline else None)
 
+
+SPEC = AlgoSpec(
+    name="reinforce", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    episodic=True,
+)

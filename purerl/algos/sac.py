@@ -41,14 +41,13 @@ import numpy as np
 import optax
 
 from purerl.algos import common
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, check_choice, check_range, config
 from purerl.memory import Replay
 from purerl.networks import MLP, ConvEncoder, QNet, Trunk
 from purerl.ops import random_shift
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Box",)
 # One env, one gradient step per env step (SB3's train_freq 1).
 RUN = RunConfig(total_steps=20_000, num_envs=1, num_steps=1, num_evals=10)
 
@@ -353,3 +352,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         return learner_step(state, to_policy_batch(batch, nets), key, nets, cfg)
 
     return stateless(init, act, update, None)
+
+
+SPEC = AlgoSpec(
+    name="sac", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Box",),
+    replay=replay,
+)

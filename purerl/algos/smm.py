@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import optax
 
 from purerl.algos import sac
-from purerl.algos.base import Agent
+from purerl.algos.base import Agent, AlgoSpec
 from purerl.config import RunConfig, check_choice, check_range, config, is_concrete
 from purerl.memory import Replay
 from purerl.networks import MLP, ConvEncoder
@@ -75,7 +75,6 @@ from purerl.ops import random_shift
 from purerl.snapshot import Phase
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Box",)
 RUN = RunConfig(total_steps=100_000, num_envs=1, num_steps=1, num_evals=10)
 DENSITY_GROUPS = ("vae", "discriminator")
 PHASES = {
@@ -418,3 +417,11 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         return learner_step(state, policy_batch, key, nets, cfg)
 
     return Agent(init=init, act=act, update=update, value=None, init_carry=init_carry)
+
+
+SPEC = AlgoSpec(
+    name="smm", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Box",),
+    replay=replay,
+    phases=PHASES,
+)

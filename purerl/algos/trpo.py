@@ -29,12 +29,11 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from purerl.algos import npg
-from purerl.algos.base import Agent
+from purerl.algos.base import Agent, AlgoSpec
 from purerl.config import RunConfig, check_range, config
 from purerl.ops.natural import backtracking_line_search
 from purerl.types import EnvSpec, Transition
 
-ACTION_SPACES = ("Discrete", "Box")
 # baselines' trpo_mpi MuJoCo setting: 1024 steps per batch, observations normalised.
 RUN = RunConfig(total_steps=1_000_000, num_envs=1, num_steps=1024, normalize_obs=True)
 check_run = npg.check_run
@@ -138,3 +137,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         return State(params, vf_opt_state, state.iteration + 1), metrics
 
     return parts.agent._replace(update=update)
+
+
+SPEC = AlgoSpec(
+    name="trpo", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Discrete", "Box"),
+    check_run=check_run,
+)

@@ -11,12 +11,11 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from purerl.algos.base import Agent, stateless
+from purerl.algos.base import Agent, AlgoSpec, stateless
 from purerl.config import RunConfig, config
 from purerl.memory import random_actions
 from purerl.types import EnvSpec
 
-ACTION_SPACES = ("Box", "Discrete")
 RUN = RunConfig(total_steps=100_000, num_envs=1, num_steps=1, num_evals=10)
 
 
@@ -48,3 +47,10 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         return State(state.iteration + 1), {}
 
     return stateless(init, act, update, None)
+
+
+SPEC = AlgoSpec(
+    name="uniform", config=Config, make=make, run=RUN, doc=__doc__,
+    action_spaces=("Box", "Discrete"),
+    discounting=lambda cfg: (1.0, 1.0),  # it learns nothing
+)

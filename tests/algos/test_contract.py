@@ -124,7 +124,7 @@ def test_vmap_over_seeds_equals_separate_runs(case):
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in CASES.items()
-                                        if "Box" in c[0].ACTION_SPACES))
+                                        if "Box" in c[0].SPEC.action_spaces))
 def test_box_actions_with_two_axes(name):
     """A ``[2, 2]`` Box: the env gets actions of its shape, the policy's
     distribution flat vectors, and one block runs and trains."""

@@ -197,7 +197,8 @@ def test_sac_critic_target_on_a_hand_built_batch():
         "truncated": jnp.array([False, False, True, True]),
         "first": jnp.zeros(4, bool), "extras": {},
     }
-    batch = sac.to_policy_batch(memory.to_batch(agent, state, records, cfg, False), nets)
+    batch = memory.to_batch(agent, state, records, sac.SPEC.discounting(cfg), False)
+    batch = sac.to_policy_batch(batch, nets)
     key = jax.random.key(7)
     loss, _ = sac.critic_loss({"critic": params["critic"]}, params, target, batch, key,
                               nets, cfg.gamma)
@@ -375,7 +376,7 @@ def test_to_batch_bootstraps_only_steps_cut_and_not_terminated(cartpole):
         "truncated": jnp.array([[False], [False], [True], [True]]),
         "first": jnp.zeros((4, 1), bool), "extras": {},
     }
-    batch = memory.to_batch(agent, state, records, cfg)
+    batch = memory.to_batch(agent, state, records, a2c.SPEC.discounting(cfg))
     next_v = np.asarray(agent.value(state, records["next_obs"]))
     want = 1.0 + 0.9 * np.array([[0.0], [0.0], [1.0], [0.0]]) * next_v
     np.testing.assert_allclose(batch.reward, want, rtol=1e-6)

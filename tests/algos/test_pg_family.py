@@ -27,9 +27,7 @@ SMALL = {
 def make_agent(algo, cfg, spec, run):
     """``algo.make`` with the number of updates a run of ``run`` makes, where the
     learning rate is annealed over it."""
-    if getattr(cfg, "anneal_lr", False):
-        return algo.make(cfg, spec, num_updates=purerl.loops.schedule(run).num_updates)
-    return algo.make(cfg, spec)
+    return purerl.loops.make_agent(algo, cfg, spec, purerl.loops.schedule(run))
 
 
 @pytest.fixture(scope="module")

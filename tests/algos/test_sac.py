@@ -202,7 +202,8 @@ def pixel_batch(key, T=4, B=2):
     """The ``T * B`` steps of ``pixel_records`` as one flat update batch."""
     records = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), pixel_records(key, T, B))
     stub = sac.make(PIXEL_CONFIG, PIXELS)  # value is None: to_batch folds nothing in
-    return to_batch(stub, None, records, PIXEL_CONFIG, time_major=False)
+    return to_batch(stub, None, records, sac.SPEC.discounting(PIXEL_CONFIG),
+                    time_major=False)
 
 
 def loop_memory(agent, state, spec, cfg, num_envs):
@@ -252,8 +253,8 @@ def test_pixel_update_compiles_once_keeps_uint8_and_trains_the_encoder(pixel_age
     np.testing.assert_array_equal(stored["obs"][:8], records["obs"].reshape(8, 16, 16, 6))
     np.testing.assert_array_equal(stored["next_obs"][:8],
                                   records["next_obs"].reshape(8, 16, 16, 6))
-    batch = to_batch(agent, state, memory.sample(replay, jax.random.key(5)), PIXEL_CONFIG,
-                     time_major=False)
+    batch = to_batch(agent, state, memory.sample(replay, jax.random.key(5)),
+                     sac.SPEC.discounting(PIXEL_CONFIG), time_major=False)
     assert batch.obs.dtype == jnp.uint8 and batch.obs.shape == (8, 16, 16, 6)
     new_state, metrics = update(state, batch, jax.random.key(2))
     chex.assert_trees_all_equal_shapes_and_dtypes(state, new_state)

@@ -180,7 +180,7 @@ def test_help_lists_envs_presets_and_where_runs_go():
     proc = run("experiments/smm.py", "--help")
     assert proc.returncode == 0
     assert "Maze-Bottleneck-v0" in proc.stdout and "dmc:<domain>-<task>" in proc.stdout
-    assert "dmc:cartpole-swingup: total_steps=20000, action_repeat=8" in proc.stdout
+    assert "dmc:cartpole: total_steps=20000, action_repeat=8" in proc.stdout
     assert "runs/<env>__<algo>__<time>/" in proc.stdout
 
 
@@ -598,9 +598,11 @@ def test_resume_falls_back_past_damage_and_leaves_a_complete_run_alone(tmp_path)
     proc = run("experiments/ppo.py", *RESUME_TINY, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     # 330 asked: 10 iterations of 32 steps, one per evaluation.
-    assert "2 seeds x 320 env steps (asked 330), 10 evaluations ->" in (
-        proc.stdout.splitlines()[0])
+    assert "ppo on CartPole-v1 (its preset): 2 seeds x 320 env steps (asked 330), " \
+           "10 evaluations ->" in proc.stdout.splitlines()[0]
     first = json.loads((out / "results.json").read_text())
+    assert first["preset"] == "CartPole-v1"
+    assert json.loads((out / "run.json").read_text())["preset"] == "CartPole-v1"
     assert (first["total_steps"], first["total_steps_requested"]) == (320, 330)
     assert (first["num_evals"], first["num_evals_requested"]) == (10, 10)
     assert first["steps_run"] == [320, 320] and first["eval_steps"][-1] == 320
