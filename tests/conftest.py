@@ -14,8 +14,19 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # tests on the optimised build.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
+import importlib.util  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# dm_control fixes its renderer at its first import, and tests that import it directly
+# (test_mjx) would leave its default, GLFW, which crashes a worker without a display
+# when a later test renders. Choose it once per process the way purerl does (the
+# scripts the tests start inherit the choice).
+if importlib.util.find_spec("dm_control") is not None:
+    from purerl.envs.host import _choose_renderer  # noqa: E402
+
+    _choose_renderer()
 
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update(

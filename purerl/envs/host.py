@@ -387,11 +387,22 @@ class DMCEnv(HostEnv):
         env = self._envs[0]
         if pixels:
             # dm_control's canonical name for "no renderer" is "off".
-            if sys.modules["dm_control._render"].BACKEND in (None, "off"):
+            backend = sys.modules["dm_control._render"].BACKEND
+            if backend in (None, "off"):
                 self.close()
                 raise _renderer_error(
                     "dm_control pixel observations need an OpenGL renderer, and none "
                     f"works (MUJOCO_GL={os.environ.get('MUJOCO_GL')})"
+                )
+            if backend == "glfw" and not (os.environ.get("DISPLAY")
+                                          or os.environ.get("WAYLAND_DISPLAY")):
+                # dm_control was imported before purerl chose a renderer and took its
+                # default, GLFW; without a display, rendering with it can crash the
+                # process instead of raising.
+                self.close()
+                raise _renderer_error(
+                    "dm_control was imported before purerl chose a renderer and uses "
+                    "GLFW, which needs a display (DISPLAY is not set)"
                 )
             try:
                 frame_shape = self._observe(env, None).shape

@@ -5,6 +5,8 @@ Run: .venv/bin/python -m pytest -p no:xdist tests/envs/test_host.py
 
 import importlib.util
 import math
+import os
+import subprocess
 import sys
 
 import jax
@@ -371,3 +373,26 @@ def test_dmc_missing_renderer_is_a_clear_error(monkeypatch):
     match = r"need an OpenGL renderer.*MUJOCO_GL=egl.*libosmesa6"
     with pytest.raises(RuntimeError, match=match):
         make_host("dmc:cartpole-swingup", pixels=True)
+
+
+def test_dmc_pixels_after_dm_control_chose_glfw_without_a_display_is_a_clear_error():
+    """dm_control imported before purerl chose a renderer takes GLFW; without a display
+    rendering with it can kill the process, so the pixel env refuses first."""
+    pytest.importorskip("dm_control")
+    code = (
+        "import os\n"
+        "os.environ.pop('MUJOCO_GL', None); os.environ.pop('DISPLAY', None)\n"
+        "os.environ.pop('WAYLAND_DISPLAY', None)\n"
+        "from dm_control import suite\n"
+        "from purerl.envs import make_host\n"
+        "try:\n"
+        "    make_host('dmc:cartpole-swingup', pixels=True)\n"
+        "except RuntimeError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: dm_control was imported before purerl chose a renderer" in proc.stdout
+    assert "DISPLAY is not set" in proc.stdout and "MUJOCO_GL=egl" in proc.stdout

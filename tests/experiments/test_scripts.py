@@ -1,5 +1,6 @@
 """The experiment-script contract and the benchmark runner, end to end with tiny budgets."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -421,15 +422,27 @@ def test_sac_script_on_dm_control_states_resumes(tmp_path):
     assert again["eval_returns"] == results["eval_returns"] and again["resumed"]
 
 
-def renderer_missing() -> str | None:
-    """Why dm_control cannot render pixels here, or None when it can."""
-    from purerl.envs import make_host
+_RENDER_PROBE = (
+    "from purerl.envs import make_host\n"
+    "try:\n"
+    "    make_host('dmc:cartpole-swingup', pixels=True).close()\n"
+    "except (ImportError, RuntimeError) as e:\n"
+    "    print(e)\n"
+    "else:\n"
+    "    print('ok')\n"
+)
 
-    try:
-        make_host("dmc:cartpole-swingup", pixels=True).close()
-    except (ImportError, RuntimeError) as e:
-        return str(e)
-    return None
+
+@functools.cache
+def renderer_missing() -> str | None:
+    """Why dm_control cannot render pixels here, or None when it can. Asked in a fresh
+    process, as the scripts run: this worker may have imported dm_control already
+    (test_mjx does), and its renderer is fixed at that import."""
+    proc = run("-c", _RENDER_PROBE, timeout=300)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode == 0 and lines[-1:] == ["ok"]:
+        return None
+    return lines[-1] if lines else f"the probe exited {proc.returncode}: {proc.stderr[-300:]}"
 
 
 def require_renderer():
