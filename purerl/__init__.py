@@ -17,10 +17,13 @@ prng.apply_default()
 XLA_FLAG_APPLIED = xla.apply_default()
 
 from purerl import algos, buffers, envs, host_loop, loops, memory, ops, snapshot  # noqa: E402
+from purerl.algos.base import Agent, AlgoSpec, stateless  # noqa: E402
 from purerl.config import RunConfig  # noqa: E402
 from purerl.loops import make_train  # noqa: E402
+from purerl.memory import Replay  # noqa: E402
 from purerl.trainer import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["make_train", "Trainer", "RunConfig", "envs", "ops", "algos", "buffers",
-           "loops", "host_loop", "memory", "snapshot"]
+__all__ = ["make_train", "Trainer", "RunConfig", "AlgoSpec", "Agent", "stateless",
+           "Replay", "envs", "ops", "algos", "buffers", "loops", "host_loop", "memory",
+           "snapshot"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from purerl import memory as memory_lib
 from purerl.config import RunConfig
-from purerl.loops import block_metrics, build, episode_sums, prefill
+from purerl.loops import block_metrics, build, env_steps_kwarg, episode_sums, prefill
 from purerl.memory import STATS, record
 from purerl.algos.base import spec_of
 
@@ -106,9 +106,12 @@ class HostLoop:
             # iteration's key horizon + 1).
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(key, t)
             fold = jax.vmap(jax.random.fold_in, (0, None))
-            action, carry, extras = jax.vmap(agent.act)(
+            steps = env_steps + t * n  # each seed's env steps before this one
+            action, carry, extras = jax.vmap(
+                lambda s, c, o, f, k: agent.act(s, c, o, f, k,
+                                                **env_steps_kwarg(algo, steps)))(
                 agent_state, carry, per_seed(obs, n), per_seed(first, n), fold(step_keys, 0))
-            action = jax.vmap(fill, (0, 0, None))(action, fold(step_keys, 1), env_steps + t * n)
+            action = jax.vmap(fill, (0, 0, None))(action, fold(step_keys, 1), steps)
             return flat(action), carry, jax.tree.map(flat, extras)
 
         def learn_all(agent_state, mem, traj, env_steps, key):
@@ -125,7 +128,7 @@ class HostLoop:
             agent_state = agent.init(key)
             return agent_state, memory.init(memory_lib.example(agent, agent_state, spec, n), n)
 
-        def act_eval(agent_state, carry, obs, first, key, t):
+        def act_eval(agent_state, carry, obs, first, key, t, env_steps):
             # An evaluation's step t draws with fold_in(fold_in(key, horizon + 2), t):
             # fresh noise at every step and every evaluation (an agent may sample in
             # eval mode: Dreamer's mode, SMM's skill), apart from the keys the next
@@ -134,7 +137,8 @@ class HostLoop:
             eval_keys = jax.vmap(lambda k: jax.random.fold_in(
                 jax.random.fold_in(k, horizon + 2), t))(key)
             action, carry, _ = jax.vmap(
-                lambda s, c, o, f, k: agent.act(s, c, o, f, k, eval=True))(
+                lambda s, c, o, f, k: agent.act(s, c, o, f, k, eval=True,
+                                                **env_steps_kwarg(algo, env_steps)))(
                 agent_state, carry, per_seed(obs, m), per_seed(first, m), eval_keys)
             return flat(action), carry
 
@@ -242,7 +246,7 @@ class HostLoop:
         returns = np.zeros(env.num_envs, np.float32)
         for t in range(env.spec.max_episode_steps):
             action, carry = self._act_eval(runner.agent, carry, ts.obs, first, runner.key,
-                                           jnp.int32(t))
+                                           jnp.int32(t), runner.env_steps)
             ts = env.step(np.asarray(action))
             first = ts.terminated | ts.truncated
             returns = np.where(first & ~finished, ts.info["episode_return"], returns)

@@ -215,8 +215,10 @@ def episode_sums(records, counted) -> dict:
 
 def block_metrics(metrics: dict, count) -> dict:
     """A block's metrics from its ``count`` iterations' metrics, stacked on a leading
-    axis: losses are means over the iterations, episode statistics means over the
-    episodes that ended, ``/last`` metrics the last iteration's."""
+    axis: the update's metrics are means over the training rounds that ran
+    (``train/rounds``; NaN, written null, in a block where none ran: a replay's
+    warm-up), episode statistics means over the episodes that ended, the env's
+    metrics means over the iterations, ``/last`` metrics the last iteration's."""
     metrics = {k: v[-1] if k.endswith("/last") else v.sum(0) for k, v in metrics.items()}
     return _block_metrics(metrics, count)
 
@@ -225,47 +227,64 @@ def _block_metrics(metrics: dict, count) -> dict:
     episodes = metrics.pop("train/episodes")
     return_sum = metrics.pop("train/return_sum")
     length_sum = metrics.pop("train/length_sum")
-    out = {k: v if k.endswith("/last") else v / count for k, v in metrics.items()}
+    rounds = metrics.pop("train/rounds")
+
+    def mean(name, value):
+        if name.endswith("/last"):
+            return value
+        if name.startswith("env/"):
+            return value / count
+        return jnp.where(rounds > 0, value / jnp.maximum(rounds, 1), jnp.nan)
+
+    out = {k: mean(k, v) for k, v in metrics.items()}
     out["train/episode_return"] = return_sum / jnp.maximum(episodes, 1)
     out["train/episode_length"] = length_sum / jnp.maximum(episodes, 1)
     out["train/episodes"] = episodes
     out["train/iterations"] = count
+    out["train/rounds"] = rounds
     return out
 
 
-def make_learn(agent, memory, discounting: tuple[float, float]):
+def make_learn(agent, memory, discounting: tuple[float, float],
+               reads_env_steps: bool = False):
     """``learn(agent_state, mem, records, env_steps, key) -> (agent_state, mem,
     metrics)``: write a rollout to the memory and train on it; batches are built
-    with ``discounting = (gamma, reward_scale)``, the algorithm's declared values.
+    with ``discounting = (gamma, reward_scale)``, the algorithm's declared values, and
+    carry ``env_steps`` if ``reads_env_steps``.
 
     On-policy: one ``update`` on the rollout. Replay: ``replay.updates`` updates on
-    fresh samples, skipped (metrics zero) until ``env_steps >= learning_starts`` and
-    the memory can be sampled; ``common.when`` keeps that skip a real branch when the
-    loop is vmapped over seeds, whose counters agree.
+    fresh samples, skipped until ``env_steps >= learning_starts`` and the memory can
+    be sampled; ``common.when`` keeps that skip a real branch when the loop is vmapped
+    over seeds, whose counters agree. ``metrics["train/rounds"]`` is 1 where the
+    round trained, 0 where it was skipped (its other metrics are zeros then, which
+    ``block_metrics`` leaves out of its means).
     """
     replay = memory.replay
 
     def learn(agent_state, mem, records, env_steps, key):
         mem = memory.add(mem, records)
+        steps = env_steps if reads_env_steps else None
         if replay is None:
             agent_state, metrics = agent.update(
-                agent_state, to_batch(agent, agent_state, mem, discounting), key)
-            return agent_state, (), metrics
-        operand = (agent_state, mem, key)
+                agent_state, to_batch(agent, agent_state, mem, discounting,
+                                      env_steps=steps), key)
+            return agent_state, (), {**metrics, "train/rounds": jnp.int32(1)}
+        operand = (agent_state, mem, steps, key)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                              jax.eval_shape(train_round, operand)[1])
         start = max(replay.learning_starts, 1)
-        agent_state, metrics = common.when(train_round)(
-            (env_steps >= start) & memory.ready(mem), operand, (agent_state, zeros))
-        return agent_state, mem, metrics
+        trains = (env_steps >= start) & memory.ready(mem)
+        agent_state, metrics = common.when(train_round)(trains, operand,
+                                                        (agent_state, zeros))
+        return agent_state, mem, {**metrics, "train/rounds": trains.astype(jnp.int32)}
 
     def train_round(operand):
-        agent_state, mem, key = operand
+        agent_state, mem, steps, key = operand
 
         def one(state, key):
             k_sample, k_update = jax.random.split(key)
             batch = to_batch(agent, state, memory.sample(mem, k_sample), discounting,
-                             time_major=replay.sequence_length > 0)
+                             time_major=replay.sequence_length > 0, env_steps=steps)
             return agent.update(state, batch, k_update)
 
         agent_state, metrics = jax.lax.scan(one, agent_state,
@@ -288,7 +307,14 @@ def build(algo, spec, config, run: RunConfig, freeze=()):
         snapshot.check_groups(algo, groups, freeze, "freeze")
         agent = agent._replace(update=snapshot.freeze(agent.update, freeze))
     memory = memory_lib.for_algo(algo, config)
-    return agent, memory, sched, make_learn(agent, memory, algo.discounting(config))
+    learn = make_learn(agent, memory, algo.discounting(config), algo.reads_env_steps)
+    return agent, memory, sched, learn
+
+
+def env_steps_kwarg(algo, env_steps) -> dict:
+    """What ``act`` is given of the env-step count: ``{"env_steps": n}`` for an
+    algorithm whose spec reads them, nothing for the others."""
+    return {"env_steps": env_steps} if spec_of(algo).reads_env_steps else {}
 
 
 def make_agent(algo, config, spec, sched: Schedule):
@@ -342,9 +368,11 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
         def env_step(c, xs):
             env_state, obs, carry, first = c
             k, t = xs  # one key per use: act, env step, (warm-up draw)
-            action, carry, extras = agent.act(runner.agent, carry, obs, first, k[0])
+            steps = runner.env_steps + t * n  # the seed's env steps before this one
+            action, carry, extras = agent.act(runner.agent, carry, obs, first, k[0],
+                                              **env_steps_kwarg(algo, steps))
             if warmup:
-                action = fill(action, k[2], runner.env_steps + t * n)
+                action = fill(action, k[2], steps)
             env_state, ts = train_env.step(env_state, action, k[1])
             done = ts.terminated | ts.truncated
             return (env_state, ts.obs, carry, done), record(obs, first, action, extras, ts)
@@ -392,7 +420,8 @@ def make_block(algo, env, config, run: RunConfig | None = None, freeze=()):
 
         def step(c, k):  # k: one key for act, one for the env step
             state, obs, carry, first, finished, returns = c
-            action, carry, _ = agent.act(runner.agent, carry, obs, first, k[0], eval=True)
+            action, carry, _ = agent.act(runner.agent, carry, obs, first, k[0], eval=True,
+                                         **env_steps_kwarg(algo, runner.env_steps))
             state, ts = eval_env.step(state, action, k[1])
             done = ts.terminated | ts.truncated
             returns = jnp.where(done & ~finished, ts.info["episode_return"], returns)

@@ -155,8 +155,9 @@ STATS = ("episode_return", "episode_length", "env_metrics")
 
 
 def to_batch(agent, agent_state, records, discounting: tuple[float, float],
-             time_major: bool = True) -> Transition:
-    """The ``Transition`` an ``update`` gets from stored records.
+             time_major: bool = True, env_steps=None) -> Transition:
+    """The ``Transition`` an ``update`` gets from stored records (its docstring says
+    what each field holds); ``env_steps`` goes into ``batch.env_steps`` as given.
 
     ``discounting`` is ``(gamma, reward_scale)``, as the algorithm declares them
     (``AlgoSpec.discounting``). Rewards are scaled by ``reward_scale``, then steps cut
@@ -189,6 +190,9 @@ def to_batch(agent, agent_state, records, discounting: tuple[float, float],
         extras=extras,
         bootstrap_value=bootstrap,
         next_obs=records["next_obs"],
+        first=records["first"],
+        next_obs_discount=gamma * (1.0 - records["terminated"].astype(jnp.float32)),
+        env_steps=env_steps,
     )
 
 

@@ -318,20 +318,26 @@ def _banner(name, args, driver, run, out, repeat) -> str:
 def first_non_finite(row: dict, agent_state):
     """``(name, seed)`` of the first block metric or parameter leaf that is NaN or
     infinite for some seed, or None. Env-reported metrics (``env/...``, NaN until
-    measured) and evaluation metrics are not checked. One reduction per leaf per
-    block, outside the compiled loop: nothing is added to the training step."""
+    measured), evaluation metrics and a seed's update metrics in a block where it did
+    not train (``train/rounds`` 0: NaN by ``loops.block_metrics``) are not checked.
+    One reduction per leaf per block, outside the compiled loop: nothing is added to
+    the training step."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from purerl import distributed
 
+    rounds = row.get("train/rounds")
+    trained = None if rounds is None else np.asarray(rounds).reshape(-1) > 0
     for name, value in row.items():
         if name == "block" or name.startswith(("env/", "eval/")):
             continue
         value = np.asarray(value)
         if np.issubdtype(value.dtype, np.floating):
             bad = ~np.isfinite(value.reshape(value.shape[0], -1)).all(1)
+            if trained is not None:
+                bad &= trained
             if bad.any():
                 return name, int(np.argmax(bad))
     params = getattr(agent_state, "params", agent_state)

@@ -1,5 +1,8 @@
 """Helpers for tests of purerl algorithms (used by ``tests/``; no test framework needed).
 
+``check_contract`` checks an algorithm, in-tree or not, against what the driver relies
+on (shapes, one compilation, determinism, seeds, vmap).
+
 ``as_numpy`` / ``leaves_equal`` compare whole runner or agent states bit for bit (typed
 PRNG keys compared through their key data); ``random_batch`` builds a rollout batch
 with every field the on-policy algorithms read, for shape and compilation tests.
@@ -150,3 +153,82 @@ def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
         out["truncated_dmc"][t] = time_step.last()
     dmc.close()
     return out
+
+
+def check_contract(algo, env, config=None, run=None, *, rtol: float = 2e-4,
+                   atol: float = 2e-5) -> None:
+    """Check what the driver relies on of an algorithm, on one env, with two
+    evaluation blocks of ``loops.make_block``; raise ``AssertionError`` naming the
+    first thing that does not hold. For in-tree and out-of-tree algorithms alike
+    (``tests/algos/test_contract.py`` calls it for every module):
+
+    * a block keeps every leaf's shape and dtype (the agent's state, the memory, the
+      carry, the metrics) and compiles once;
+    * the env-step count grows and the updates move ``state.params`` in each block;
+    * the metrics are finite (env metrics, which may be NaN until measured, and the
+      update metrics of a block that did not train excepted);
+    * the same key gives the same bits, another key other parameters;
+    * two seeds vmapped equal each seed run alone (to ``rtol``/``atol``: batched and
+      unbatched kernels round differently).
+
+    ``algo`` is an ``AlgoSpec`` or a module with ``SPEC``; ``env`` an id or an env;
+    ``config`` and ``run`` default to the spec's (give tiny ones: this compiles the
+    block twice, vmapped and not).
+    """
+    import chex
+
+    from purerl import envs, loops
+
+    algo = spec_of(algo)
+    env = envs.make(env) if isinstance(env, str) else env
+    config = algo.config() if config is None else config
+    run = algo.run if run is None else run
+    init, block, _ = loops.make_block(algo, env, config, run)
+    init, block = jax.jit(init), jax.jit(block)
+
+    def fail(what):
+        raise AssertionError(f"{algo.name} on {env.spec.name or 'the env'}: {what}")
+
+    r0 = init(jax.random.key(0))
+    r1, m1 = block(r0)
+    r2, m2 = block(r1)
+    chex.assert_trees_all_equal_shapes_and_dtypes(r0, r1, r2)
+    chex.assert_trees_all_equal_shapes_and_dtypes(m1, m2)
+    if not int(r2.env_steps) > int(r1.env_steps) > 0:
+        fail(f"env_steps did not grow: {int(r1.env_steps)}, {int(r2.env_steps)}")
+    params = [getattr(r.agent, "params", r.agent) for r in (r0, r1, r2)]
+    for i in (0, 1):
+        if leaves_equal(params[i], params[i + 1]):
+            fail(f"block {i + 1} left the parameters as they were")
+    for m in (m1, m2):
+        # A block without a training round (a replay's warm-up) has NaN update metrics.
+        trained = int(m["train/rounds"]) > 0
+        for name, value in m.items():
+            driver = name.startswith(("train/", "eval/")) or name == "env_steps"
+            if name.startswith("env/") or not (trained or driver):
+                continue
+            if not np.all(np.isfinite(np.asarray(value))):
+                fail(f"metric {name} is not finite: {value}")
+    if not leaves_equal(block(init(jax.random.key(0))), (r1, m1)):
+        fail("the same key gave different bits")
+    other = block(init(jax.random.key(1)))[0]
+    if leaves_equal(getattr(other.agent, "params", other.agent), params[1]):
+        fail("another key gave the same parameters")
+    if block._cache_size() != 1:
+        fail(f"the block compiled {block._cache_size()} times, not once")
+    keys = jax.random.split(jax.random.key(3), 2)
+    vblock = jax.jit(jax.vmap(block))
+    batched = jax.jit(jax.vmap(init))(keys)
+    for _ in range(2):
+        batched, _ = vblock(batched)
+    for i in range(2):
+        alone = init(keys[i])
+        for _ in range(2):
+            alone, _ = block(alone)
+        mine = jax.tree.map(lambda x, i=i: x[i], getattr(batched.agent, "params",
+                                                         batched.agent))
+        theirs = getattr(alone.agent, "params", alone.agent)
+        for x, y in zip(as_numpy(mine), as_numpy(theirs), strict=True):
+            if not np.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True):
+                fail(f"seed {i} vmapped differs from seed {i} alone by "
+                     f"{np.max(np.abs(np.asarray(x, float) - np.asarray(y, float)))}")

@@ -65,15 +65,29 @@ class TimeStep(NamedTuple):
 
 
 class Transition(NamedTuple):
-    """An on-policy rollout, time-major ``[T, B, ...]``, as the driver hands it to
-    ``update``.
+    """What ``update`` receives (the driver builds it, ``purerl.memory.to_batch``):
+    a rollout or sequence windows, time-major ``[T, B, ...]``, or a flat replay
+    sample ``[B, ...]``.
 
-    ``reward`` is in the agent's units: multiplied by the config's ``reward_scale`` (if
-    it has one), plus ``gamma * V(final_obs)`` on steps cut by a time limit,
-    and ``discount`` is ``gamma * (1 - (terminated | truncated))``: both kinds of
-    episode end stop the recursion, and only termination loses the future value.
-    ``bootstrap_value`` is V of the observation after the last step (zeros when the
-    agent has no value function).
+    ``gamma`` and ``reward_scale`` are the algorithm's declared values
+    (``AlgoSpec.discounting``). Two ways to bootstrap, one per kind of learner:
+
+    * agents with ``Agent.value`` (a state-value critic): ``reward`` is the env's
+      reward times ``reward_scale``, plus ``gamma * V(next_obs)`` on steps cut by a
+      time limit, and ``discount`` is ``gamma * (1 - (terminated | truncated))``: both
+      kinds of episode end stop the recursion, and the value lost at a cut is already
+      in its reward. ``extras["value"]`` is V(obs), ``bootstrap_value`` V of the
+      observation after the last step (time-major batches; zeros for flat ones).
+    * agents that bootstrap from ``next_obs`` themselves (Q-learning, SAC): ``reward``
+      is the scaled reward alone (no ``value``, nothing added) and
+      ``next_obs_discount = gamma * (1 - terminated)``: a step cut by a time limit
+      keeps its discount, so the target bootstraps from its true last observation.
+
+    ``first`` marks each step whose ``obs`` began an episode, as ``act`` saw it.
+    ``action`` is what ``act`` returned (in env units: a ``Box`` action is bounded by
+    the env's ``low``/``high``). ``env_steps`` is the seed's env-step count when the
+    batch was built (an int32 scalar), only for a spec with ``reads_env_steps``; None
+    otherwise.
     """
 
     obs: jax.Array  # [T, B, *obs_shape]
@@ -88,3 +102,6 @@ class Transition(NamedTuple):
     # where an episode ended): what an off-policy learner needs to re-bootstrap a
     # stored segment with its current critic. Unused fields are dropped by XLA.
     next_obs: jax.Array | None = None
+    first: jax.Array | None = None  # [T, B] bool: obs is an episode's first
+    next_obs_discount: jax.Array | None = None  # [T, B] float32 gamma * (1 - terminated)
+    env_steps: jax.Array | None = None  # int32 scalar (reads_env_steps only)

@@ -25,10 +25,13 @@ class Agent(NamedTuple):
         ``obs`` is ``[num_envs, *obs_shape]``; ``first`` is ``[num_envs]`` bool, True
         where ``obs`` is the first observation of an episode (the agent resets its
         carry there). ``extras`` holds per-sample outputs the update needs
-        (``log_prob``, ...).
+        (``log_prob``, ...). With ``AlgoSpec.reads_env_steps`` the driver also passes
+        ``env_steps=``: the int32 count of env steps the seed took before this one
+        (all its training envs together; at evaluation, the steps trained on).
     update(state, batch, key) -> (state, metrics)
-        ``batch`` is a ``Transition``: a whole rollout ``[T, B]`` for on-policy agents,
-        a sample of the loop's replay for off-policy ones.
+        ``batch`` is a ``purerl.types.Transition`` (its docstring says every field):
+        a whole rollout ``[T, B]`` for on-policy agents, a sample of the loop's replay
+        for off-policy ones.
     value(state, obs) -> V(obs), or None for agents without a state-value function.
         The loop calls it once per batch: it puts V(obs) in ``batch.extras["value"]``
         and folds ``gamma * V(next_obs)`` into the reward of steps cut by a time
@@ -43,13 +46,14 @@ class Agent(NamedTuple):
 
 
 def stateless(init, act, update, value=None) -> Agent:
-    """An ``Agent`` from a memoryless ``act(state, obs, key, eval) -> (action, extras)``:
-    the carry stays ``()`` and ``first`` is ignored. The one adapter every agent
+    """An ``Agent`` from a memoryless ``act(state, obs, key, eval) -> (action, extras)``
+    (given ``env_steps=`` too when the spec reads them): the carry stays ``()`` and
+    ``first`` is ignored. The one adapter every agent
     without recurrent state goes through."""
 
-    def act_with_carry(state, carry, obs, first, key, eval=False):
-        del first
-        action, extras = act(state, obs, key, eval=eval)
+    def act_with_carry(state, carry, obs, first, key, eval=False, **env_steps):
+        del first  # env_steps: {"env_steps": n} for a spec that reads them, else {}
+        action, extras = act(state, obs, key, eval=eval, **env_steps)
         return action, carry, extras
 
     return Agent(init=init, act=act_with_carry, update=update, value=value)
@@ -99,6 +103,10 @@ class AlgoSpec:
     """``(config, run) -> None``, raising ``ValueError`` for a run it cannot do."""
     needs_num_updates: bool = False
     """``make`` takes ``num_updates`` (see ``make``)."""
+    reads_env_steps: bool = False
+    """The driver passes the seed's env-step count: ``act(..., env_steps=n)`` (the
+    steps taken before this one) and ``batch.env_steps`` (the steps taken when the
+    batch was built), so schedules (ε, target copies) are written in env steps."""
 
 
 def spec_of(algo) -> AlgoSpec:

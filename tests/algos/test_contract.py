@@ -1,15 +1,16 @@
 """The contract every algorithm module keeps with the driver, checked the same way for
 all of them: a new algorithm gets these tests by being listed in ``CASES``.
 
-* one evaluation block (act, env step, memory, updates, evaluation) keeps every leaf's
-  shape and dtype, the carry included, and compiles once;
-* the same key gives the same bits; different keys give different parameters;
-* vmapping two blocks over seeds equals running each seed on its own.
+* ``purerl.testing.check_contract`` (the checks an out-of-tree algorithm runs too):
+  one evaluation block (act, env step, memory, updates, evaluation) keeps every
+  leaf's shape and dtype, the carry included, and compiles once; the same key gives
+  the same bits, different keys different parameters; vmapping two blocks over seeds
+  equals running each seed on its own;
+* Box actions of two axes; Config floats refuse NaN and inf.
 """
 
 import dataclasses
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +20,7 @@ import purerl
 from purerl import loops
 from purerl.algos import (a2c, acktr, actor_critic, dreamer, npg, offpac, ppo, proto,
                           reinforce, sac, smm, trpo)
-from purerl.testing import as_numpy, leaves_equal, split_config
+from purerl.testing import check_contract, leaves_equal, split_config
 
 TINY = dict(num_evals=2, num_eval_envs=2, hidden_sizes=(8, 8))
 
@@ -72,55 +73,13 @@ def test_every_algorithm_is_listed():
     assert set(CASES) | NOT_LEARNING == set(purerl.algos.__all__)
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
-def case(request):
-    algo, env_id, fields = CASES[request.param]
-    env = purerl.envs.make(env_id)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_contract_holds(name):
+    """``purerl.testing.check_contract``: shapes and dtypes kept, one compilation,
+    determinism, seeds differ, vmap equals separate runs (see there)."""
+    algo, env_id, fields = CASES[name]
     cfg, run = split_config(algo, **tiny(algo), **fields)
-    init, block, _ = loops.make_block(algo, env, cfg, run)
-    # Compiling dominates these tests on CPU: both tests of a case share one compiled
-    # block (``make_train`` is a scan of this block, so what holds for the block holds
-    # for the run).
-    return init, jax.jit(block)
-
-
-def test_block_keeps_shapes_compiles_once_and_is_deterministic(case):
-    init, block = case
-    r0 = jax.jit(init)(jax.random.key(0))
-    r1, m1 = block(r0)
-    r2, m2 = block(r1)
-    chex.assert_trees_all_equal_shapes_and_dtypes(r0, r1, r2)
-    chex.assert_trees_all_equal_shapes_and_dtypes(m1, m2)
-    assert int(r2.block) == 2 and int(r2.env_steps) > int(r1.env_steps) > 0
-    # The updates did something: the agent's parameters moved in each block.
-    assert not leaves_equal(r0.agent.params, r1.agent.params)
-    assert not leaves_equal(r1.agent.params, r2.agent.params)
-    for name, value in m2.items():
-        # An env metric is NaN until the env has measured it (a maze's state entropy
-        # needs a full window of positions).
-        if not name.startswith("env/"):
-            assert np.all(np.isfinite(np.asarray(value))), name
-    # The same key gives the same bits; another key, other parameters.
-    again = block(jax.jit(init)(jax.random.key(0)))
-    assert leaves_equal(again, (r1, m1))
-    other, _ = block(jax.jit(init)(jax.random.key(1)))
-    assert not leaves_equal(other.agent.params, r1.agent.params)
-    assert block._cache_size() == 1
-
-
-def test_vmap_over_seeds_equals_separate_runs(case):
-    init, block = case
-    keys = jax.random.split(jax.random.key(3), 2)
-    batched = jax.jit(jax.vmap(init))(keys)
-    vblock = jax.jit(jax.vmap(block))
-    for _ in range(2):
-        batched, _ = vblock(batched)
-    for i in range(2):
-        alone, _ = block(jax.jit(init)(keys[i]))
-        alone, _ = block(alone)
-        mine = jax.tree.map(lambda x, i=i: x[i], batched.agent.params)
-        for x, y in zip(as_numpy(mine), as_numpy(alone.agent.params), strict=True):
-            np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+    check_contract(algo, env_id, cfg, run)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in CASES.items()
@@ -133,8 +92,7 @@ def test_box_actions_with_two_axes(name):
     cfg, run = split_config(algo, **tiny(algo), **fields)
     init, block, _ = loops.make_block(algo, env, cfg, run)
     r0 = jax.jit(init)(jax.random.key(0))
-    agent = algo.make(cfg, env.spec, **({"num_updates": 4} if getattr(cfg, "anneal_lr", False)
-                                       else {}))
+    agent = loops.make_agent(algo, cfg, env.spec, loops.schedule(run))
     obs = jnp.zeros((3, *env.spec.obs_shape))
     for eval_mode in (False, True):
         action, _, _ = agent.act(r0.agent, agent.init_carry(3), obs, jnp.ones(3, bool),
