@@ -9,6 +9,7 @@ import glob
 import importlib.util
 import json
 import os
+import sys
 
 import jax
 import pytest
@@ -16,6 +17,7 @@ import pytest
 import purerl
 from purerl import loops, sweep
 from purerl.algos import ppo, reinforce
+from purerl.algos.base import spec_of
 from purerl.config import RunConfig
 from purerl.run_loop import _banner, _write_results
 
@@ -136,9 +138,12 @@ def test_make_train_trainer_host_loop_and_sweeps_obey_the_same_rule():
 
 
 def _load_script(path: str):
-    """``(module, algo)`` of an experiment script, its ``main()`` not run."""
-    spec = importlib.util.spec_from_file_location("preset_probe", path)
+    """``(module, algo)`` of an experiment script, its ``main()`` not run; ``algo`` is
+    the library module it runs, or the script's own ``SPEC`` (an out-of-tree one)."""
+    name = "preset_probe_" + os.path.basename(path)[:-len(".py")]
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # inspect reads a Config's field docs through it
     # The scripts run main() under __main__ only, but set XLA_FLAGS (the host's
     # device count) if unset: not for this process, whose backend may not be up.
     flags = os.environ.get("XLA_FLAGS")
@@ -148,6 +153,8 @@ def _load_script(path: str):
     finally:
         if flags is None:
             del os.environ["XLA_FLAGS"]
+    if isinstance(getattr(module, "SPEC", None), purerl.AlgoSpec):
+        return module, module.SPEC
     return module, next(v for v in vars(module).values()
                         if hasattr(v, "RUN") and hasattr(v, "Config"))
 
@@ -207,11 +214,11 @@ def test_every_committed_learning_result_is_what_its_command_runs():
         command = re.sub(r"\s*\(.*\)\s*$", "", result["command"])  # a trailing note
         script, *argv = shlex.split(command)[1:]
         module, algo = _load_script(os.path.join(ROOT, script))
-        if algo.SPEC.episodic:
+        if spec_of(algo).episodic:
             continue  # whole episodes per iteration: the env's horizon sets the blocks
         args = experiment.build_parser(algo, "CartPole-v1").parse_args(argv)
         args.env = args.env or "CartPole-v1"
-        _, run = experiment.resolve_config(algo, args, module.PRESETS)
+        _, run = experiment.resolve_config(algo, args, getattr(module, "PRESETS", {}))
         sched = loops.schedule(run)
         assert (sched.num_evals, sched.num_evals * sched.steps_per_eval) == (
             len(result["eval_steps"]), result["eval_steps"][-1]), os.path.basename(path)

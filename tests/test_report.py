@@ -18,4 +18,8 @@ def test_readme_results_block_is_generated():
 
 def test_every_committed_learning_run_has_its_command():
     for name, results in report.learning_runs():
-        assert results.get("command", "").startswith("python experiments/"), name
+        command = results.get("command", "").split()
+        # An experiment script, or an out-of-tree algorithm's own (tests/out_of_tree).
+        assert command[:1] == ["python"] and command[1].startswith(
+            ("experiments/", "tests/out_of_tree/")), name
+        assert os.path.exists(os.path.join(report.ROOT, command[1])), name
