@@ -57,7 +57,15 @@ RUNS = {
     "ppo_mjx-cartpole-balance": "ppo.py --env mjx:cartpole-balance --num-seeds 8",
     "dreamer_Pendulum-v1": "dreamer.py --env Pendulum-v1 --num-seeds 8",
     "dreamer_dmc-cartpole-swingup": "dreamer.py --env dmc:cartpole-swingup --num-seeds 4",
+    # An algorithm outside the library (its public contract only): a repo path.
+    "dqn_CartPole-v1": "tests/out_of_tree/dqn.py --num-seeds 8",
 }
+
+
+def script_path(command: str) -> str:
+    """The script of a RUNS command: a name under experiments/, or a repo path."""
+    script = command.split()[0]
+    return script if "/" in script else f"experiments/{script}"
 
 
 def main(argv=None) -> int:
@@ -71,19 +79,20 @@ def main(argv=None) -> int:
         p.error(f"unknown runs {unknown}; known: {list(RUNS)}")
     if args.list:
         for name in names:
-            print(f"{name}: python experiments/{RUNS[name]}")
+            print(f"{name}: python {script_path(RUNS[name])} {RUNS[name].split(maxsplit=1)[1]}")
         return 0
     os.makedirs(OUT, exist_ok=True)
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, f"experiments/{RUNS[name].split()[0]}",
+            cmd = [sys.executable, script_path(RUNS[name]),
                    *RUNS[name].split()[1:], "--no-progress", "--out", tmp]
             print("$", " ".join(cmd[1:-2]), flush=True)
             start = time.time()
             subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
             with open(os.path.join(tmp, "results.json")) as f:
                 results = json.load(f)
-            results["command"] = f"python experiments/{RUNS[name]}"
+            results["command"] = " ".join(["python", script_path(RUNS[name]),
+                                           *RUNS[name].split()[1:]])
             with open(os.path.join(OUT, f"{name}.json"), "w") as f:
                 json.dump(results, f, indent=1)
             shutil.copy(os.path.join(tmp, "curve.png"), os.path.join(OUT, f"{name}.png"))
