@@ -18,6 +18,24 @@ step, but its reward gets ``gamma * V(next_obs)`` added when the batch is built
 bootstraps correctly from the true last observation without special cases in
 ``purerl.ops``.
 
+Vocabulary (the same words in every module, Config and metric):
+
+* **env step**: one transition of one env. ``Runner.env_steps`` counts a seed's
+  training env steps over all its envs (with an action repeat: agent steps; the run
+  reports env frames beside them).
+* **iteration**: ``num_envs * num_steps`` env steps collected, then one round.
+* **round** (training round): what follows one iteration's collection: one ``update``
+  on the rollout (on-policy), or ``Replay.updates`` updates on replay samples (none
+  before ``learning_starts``: that round did not train). ``train/rounds`` counts the
+  rounds of a block that trained.
+* **update**: one call of ``Agent.update``; it may take many **gradient steps**
+  (PPO's epochs times minibatches, TRPO's line search, Dreamer's three losses).
+* **block** (evaluation block): ``iterations_per_eval`` iterations, then one
+  evaluation; block metrics are averages over the block (update metrics over the
+  rounds that trained). A run is ``num_evals`` blocks.
+* **chunk**: what ``Trainer`` and the host loop compile and run between
+  checkpoints: one block.
+
 Env-reported metrics: an env may put per-step values in ``info["metrics"]`` (a dict of
 ``[num_envs]`` arrays: coverage, distance to a goal). Each block reports, per name,
 ``env/<name>`` (the mean over the block's steps and envs) and ``env/<name>/last`` (the

@@ -155,6 +155,41 @@ def mjx_against_dm_control(env_id: str, horizon: int, *, solver: str = "dmc",
     return out
 
 
+def check_state(algo, state) -> None:
+    """Check the agent-state convention of ``purerl.algos.base`` on one state (from
+    ``init``): a NamedTuple whose ``params`` is a dict of named parameter groups; each
+    ``target_<group>`` field matches its group's tree and shapes; the groups the
+    spec's phases restore or freeze exist. Raise ``AssertionError`` naming what does
+    not hold."""
+    algo = spec_of(algo)
+
+    def fail(what):
+        raise AssertionError(f"{algo.name}'s agent state: {what} (the convention is "
+                             "in purerl.algos.base's docstring)")
+
+    fields = getattr(state, "_fields", None)
+    if fields is None or "params" not in fields:
+        fail(f"a {type(state).__name__}, not a NamedTuple with a params field")
+    if not isinstance(state.params, dict) or not all(isinstance(g, str)
+                                                     for g in state.params):
+        fail(f"params is a {type(state.params).__name__}, not a dict of named groups")
+    for f in fields:
+        if not f.startswith("target_"):
+            continue
+        group = f[len("target_"):]
+        if group not in state.params:
+            fail(f"field {f} names no parameter group; groups: {', '.join(state.params)}")
+        mine = jax.tree.map(lambda x: (x.shape, x.dtype), getattr(state, f))
+        theirs = jax.tree.map(lambda x: (x.shape, x.dtype), state.params[group])
+        if jax.tree.structure(mine) != jax.tree.structure(theirs) or mine != theirs:
+            fail(f"field {f} is not shaped as params[{group!r}]")
+    for name, phase in algo.phases.items():
+        for group in (*(phase.restore or ()), *phase.freeze):
+            if group not in state.params:
+                fail(f"phase {name!r} names group {group!r}; groups: "
+                     f"{', '.join(state.params)}")
+
+
 def check_contract(algo, env, config=None, run=None, *, rtol: float = 2e-4,
                    atol: float = 2e-5) -> None:
     """Check what the driver relies on of an algorithm, on one env, with two
@@ -169,7 +204,8 @@ def check_contract(algo, env, config=None, run=None, *, rtol: float = 2e-4,
       update metrics of a block that did not train excepted);
     * the same key gives the same bits, another key other parameters;
     * two seeds vmapped equal each seed run alone (to ``rtol``/``atol``: batched and
-      unbatched kernels round differently).
+      unbatched kernels round differently);
+    * the agent's state keeps the convention ``check_state`` checks.
 
     ``algo`` is an ``AlgoSpec`` or a module with ``SPEC``; ``env`` an id or an env;
     ``config`` and ``run`` default to the spec's (give tiny ones: this compiles the
@@ -190,6 +226,7 @@ def check_contract(algo, env, config=None, run=None, *, rtol: float = 2e-4,
         raise AssertionError(f"{algo.name} on {env.spec.name or 'the env'}: {what}")
 
     r0 = init(jax.random.key(0))
+    check_state(algo, r0.agent)
     r1, m1 = block(r0)
     r2, m2 = block(r1)
     chex.assert_trees_all_equal_shapes_and_dtypes(r0, r1, r2)

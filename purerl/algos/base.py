@@ -1,5 +1,23 @@
 """The algorithm contract: what ``make`` returns (``Agent``, a NamedTuple of pure
-functions) and what a module declares to the driver (``AlgoSpec``)."""
+functions) and what a module declares to the driver (``AlgoSpec``).
+
+The agent's state is any pytree the agent's functions agree on, with one convention
+the driver relies on (snapshots, ``--restore`` / ``--freeze``, the non-finite check,
+the parameter count; ``purerl.testing.check_state`` checks it):
+
+* the state is a NamedTuple with a field ``params``: a dict from parameter-group
+  name (``"actor"``, ``"critic"``, ``"encoder"``) to that group's parameters. A group
+  is the unit a phase restores from a snapshot or freezes;
+* a state field ``target_<group>`` is that group's target or EMA copy (SAC's target
+  critic): the same tree and shapes as ``params[<group>]``; it is restored and frozen
+  with its group. A target may instead be a group of its own (a DQN's
+  ``params["target_q"]``); it then restores and freezes on its own;
+* a state field ``<group>_<name>`` is state the group's outputs fill (Proto-RL's
+  ``encoder_queue``): restored with the group, still filled while it is frozen;
+* optimiser states are never restored; ``opt_state`` as a dict keyed by group lets a
+  frozen group keep its optimiser state as well (otherwise its moments still move);
+* every group a phase of ``AlgoSpec.phases`` names exists in ``params``.
+"""
 
 from __future__ import annotations
 
