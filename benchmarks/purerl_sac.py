@@ -9,7 +9,7 @@ the CPU into D XLA host devices and shards the seed axis over them (purerl's way
 using every core); ``--devices 1`` is one device, seeds vmapped only.
 
 Configuration (shared with the peer): 1 env, one gradient update after every env step
-(``num_steps`` 1, ``gradient_steps`` 1) once ``learning_starts`` (1000) steps have been
+(``num_steps`` 1, ``updates_per_round`` 1) once ``learning_starts`` (1000) steps have been
 collected, i.e. ``total_steps - learning_starts + 1`` updates per seed; batch 256
 sampled uniformly from the replay; separate actor and twin critics, each 256x256 ReLU
 MLPs; Adam lr 1e-3 (the SB3 zoo's Pendulum setting) for actor, critics and
@@ -51,7 +51,7 @@ def config(total_steps, learning_starts=LEARNING_STARTS, buffer_size=None):
     from purerl.algos import sac
 
     cfg = sac.Config(
-        gradient_steps=1, batch_size=256, buffer_size=buffer_size or total_steps,
+        updates_per_round=1, batch_size=256, buffer_size=buffer_size or total_steps,
         learning_starts=learning_starts, lr=1e-3, gamma=0.99, tau=0.005,
         init_alpha=1.0, target_entropy_scale=1.0, hidden_sizes=(256, 256),
         activation="relu",

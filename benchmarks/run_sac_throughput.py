@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = ("rejax",)
 
 CONFIG = ("Pendulum-v1, 1 env, 1 gradient update per env step (num_steps 1, "
-          "gradient_steps 1) after {learning_starts} warm-up steps, batch 256, replay "
+          "updates_per_round 1) after {learning_starts} warm-up steps, batch 256, replay "
           "{buffer} transitions, actor and twin critics 256x256 ReLU MLPs, Adam lr "
           "1e-3, "
           "gamma 0.99, tau 0.005, initial alpha 1, target entropy -1")

@@ -29,7 +29,7 @@ from purerl.algos import dreamer  # noqa: E402
 # mean final return -1153..-1038 at 3, -427 at 1, -574 at 0); the actor's initial σ 1,
 # not 5 (σ 5 saturates tanh and its gradient); actor and value learning rates 3e-4 and
 # 1e-3, not 8e-5 (Pendulum's values reach -600, DMC's stay in [0, 100]).
-STATES = dict(batch_size=16, sequence_length=32, train_steps=50, learning_starts=2500,
+STATES = dict(batch_size=16, sequence_length=32, updates_per_round=50, learning_starts=2500,
               deter_size=64, stoch_size=8, hidden_size=64, units=64, reward_layers=2,
               value_layers=2, actor_layers=2, state_layers=2, buffer_size=100_000,
               free_nats=1.0, init_std=1.0, actor_lr=3e-4, value_lr=1e-3)

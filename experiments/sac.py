@@ -6,7 +6,7 @@ program; on a host env (``--env dmc:cartpole-swingup``, ``--env gymnasium:<id>``
 Python loop steps the envs around the jitted act and update, and ``--pixels`` trains
 the DrQ variant from 84x84 renders.
 Any Config field can be overridden on the command line (``--lr 3e-4``,
-``--gradient-steps 2``, ``--hidden-sizes 256,256``).
+``--updates-per-round 2``, ``--hidden-sizes 256,256``).
 """
 
 import os

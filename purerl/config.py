@@ -8,8 +8,10 @@ transformation the float leaves are tracers and are passed through unchecked.
 """
 
 import dataclasses
+import functools
 import math
 import numbers
+import warnings
 from typing import Any
 
 import jax
@@ -35,9 +37,46 @@ def config(cls):
 
     cls.__post_init__ = __post_init__
     cls = dataclasses.dataclass(frozen=True)(cls)
+    _keep_old_names(cls)
     data = float_fields(cls)
     meta = [f.name for f in dataclasses.fields(cls) if f.name not in data]
     return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+
+
+def _keep_old_names(cls) -> None:
+    """A renamed field's old name (the class's ``_renamed``: ``{old: new}``) still
+    works for one release, with a ``DeprecationWarning``: as a constructor keyword
+    (``dataclasses.replace`` included) and as an attribute."""
+    renamed = getattr(cls, "_renamed", {})
+    if not renamed:
+        return
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        for old, new in renamed.items():
+            if old in kwargs:  # wins over new: dataclasses.replace passes every field
+                warn_renamed(cls.__name__, old, new, stacklevel=3)
+                kwargs[new] = kwargs.pop(old)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    for old, new in renamed.items():
+        def read(self, old=old, new=new):
+            warn_renamed(type(self).__name__, old, new, stacklevel=3)
+            return getattr(self, new)
+
+        setattr(cls, old, property(read))
+
+
+def warn_renamed(owner: str, old: str, new: str, stacklevel: int = 2) -> None:
+    warnings.warn(f"{owner}.{old} is now {owner}.{new}; the old name goes in the next "
+                  "release", DeprecationWarning, stacklevel=stacklevel + 1)
+
+
+def renamed_fields(cls) -> dict[str, str]:
+    """``{old name: new name}`` of a config class's renamed fields."""
+    return dict(getattr(cls, "_renamed", {}))
 
 
 def is_concrete(value: Any) -> bool:

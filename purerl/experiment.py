@@ -19,7 +19,7 @@ import sys
 import time
 
 from purerl import distributed
-from purerl.config import RunConfig, field_docs, float_fields
+from purerl.config import RunConfig, field_docs, float_fields, renamed_fields
 from purerl.run_loop import UsageError, host_driver, jit_driver, run_experiment
 from purerl.algos.base import spec_of
 
@@ -153,6 +153,20 @@ def _add_fields(group, cls, defaults) -> None:
         group.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=kind,
                            default=None, metavar=metavar,
                            help=f"{docs.get(field.name, '')} (default: {default})")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for old, new in renamed_fields(cls).items():  # one release more, not in --help
+        kind, _ = _field_type(fields[new], getattr(defaults, new))
+        group.add_argument("--" + old.replace("_", "-"), dest=new, type=kind,
+                           default=None, action=_OldFlag, help=argparse.SUPPRESS)
+
+
+class _OldFlag(argparse.Action):
+    """A renamed field's old flag: sets the new field and says so on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is now --{self.dest.replace('_', '-')}; the old "
+              "flag goes in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 FAMILIES = ("dmc:", "mjx:", "gymnasium:")
@@ -626,7 +640,9 @@ def _check_run_dir(args, algo, name: str, default_env: str) -> list:
             if os.path.exists(os.path.join(args.out, "results.json")):
                 with open(os.path.join(args.out, "results.json")) as f:
                     used = json.load(f).get("config", {})
+            renamed = renamed_fields(algo.config)
             for key, old in stored["settings"].items():
+                key = renamed.get(key, key)  # a run saved under a field's old name
                 new = getattr(args, key, None)
                 if _unset(key, new):
                     setattr(args, key, tuple(old) if isinstance(old, list) else old)

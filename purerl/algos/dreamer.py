@@ -66,10 +66,11 @@ episode. Without a continuation head (the reference's
 ``pcont=False``, its setting for DMC) episodes are imagined as never terminating:
 right for time limits, an approximation on envs that terminate.
 
-Training rounds: the first round after the ``learning_starts`` prefill is an ordinary
-one of ``train_steps`` updates. The reference runs ``pretrain`` (100) updates at that
-point and then ``train_steps`` (100) every ``train_every``: the same count with its
-defaults; a preset with fewer ``train_steps`` also pre-trains less.
+Training rounds: the first round after the ``learning_starts`` prefill is an
+ordinary one of ``updates_per_round`` updates. The reference runs ``pretrain`` (100)
+updates at that point and then ``train_steps`` (100) every ``train_every``: the same
+count with its defaults; a preset with fewer ``updates_per_round`` also pre-trains
+less.
 
 Observations: ``uint8`` ``[64, 64, C]`` frames (scaled to [−0.5, 0.5]) go through the
 reference's conv encoder (4 convolutions, kernel 4, stride 2, depth 32·2^i, ReLU) and
@@ -110,8 +111,10 @@ class Config:
     """Sequences per update."""
     sequence_length: int = 50
     """Steps per sequence."""
-    train_steps: int = 100
-    """Updates per training round (a round every num_envs * num_steps env steps)."""
+    updates_per_round: int = 100
+    """Updates per training round (one round per RunConfig.num_envs * num_steps env
+    steps; the reference's train_steps, the old name here, every train_every)."""
+    _renamed = {"train_steps": "updates_per_round"}  # not a field: no annotation
     buffer_size: int = 1_000_000
     """Replay capacity in steps (per seed, all training envs together)."""
     learning_starts: int = 2500
@@ -181,7 +184,7 @@ class Config:
     def __post_init__(self):
         common.check_common_fields(self)
         check_choice(self, "eval_action", ("mean", "mode"))
-        for name in ("batch_size", "sequence_length", "train_steps", "buffer_size",
+        for name in ("batch_size", "sequence_length", "updates_per_round", "buffer_size",
                      "deter_size", "stoch_size", "hidden_size", "units", "cnn_depth",
                      "mode_samples"):
             check_range(self, name, 1)
@@ -201,7 +204,7 @@ def replay(cfg: Config) -> Replay:
     """The loop's replay for Dreamer: windows of consecutive steps of one env, one
     step longer than ``sequence_length`` (the first step gives a_{t−1})."""
     return Replay(capacity=cfg.buffer_size, batch_size=cfg.batch_size,
-                  updates=cfg.train_steps, learning_starts=cfg.learning_starts,
+                  updates=cfg.updates_per_round, learning_starts=cfg.learning_starts,
                   sequence_length=cfg.sequence_length + 1)
 
 

@@ -55,9 +55,11 @@ class Config:
     """Steps per sampled segment: the horizon of the TD(λ) targets."""
     batch_segments: int = 16
     """Segments per gradient step."""
-    updates_per_rollout: int = 1
-    """Gradient steps per training round, one round per RunConfig.num_envs * num_steps
-    env steps (the replay ratio)."""
+    updates_per_round: int = 1
+    """Updates (one gradient step each) per training round, one round per
+    RunConfig.num_envs * num_steps env steps: the replay ratio (was
+    updates_per_rollout)."""
+    _renamed = {"updates_per_rollout": "updates_per_round"}  # not a field
     gamma: float = 0.99
     """Discount factor."""
     trace_lambda: float = 0.9
@@ -88,7 +90,7 @@ class Config:
         common.check_common_fields(self)
         check_choice(self, "behaviour", ("uniform", "stale"))
         for name in ("behaviour_update_every", "replay_size", "segment_length",
-                     "batch_segments", "updates_per_rollout"):
+                     "batch_segments", "updates_per_round"):
             check_range(self, name, 1)
         check_range(self, "trace_lambda", 0.0, 1.0)
         check_range(self, "clip_rho", 0.0, low_open=True)
@@ -98,7 +100,7 @@ class Config:
 def replay(cfg: Config) -> Replay:
     """The loop's replay for Off-PAC: per-env streams, sampled as segments."""
     return Replay(capacity=cfg.replay_size * cfg.segment_length,
-                  batch_size=cfg.batch_segments, updates=cfg.updates_per_rollout,
+                  batch_size=cfg.batch_segments, updates=cfg.updates_per_round,
                   sequence_length=cfg.segment_length)
 
 
@@ -180,7 +182,7 @@ def make(cfg: Config, env_spec: EnvSpec) -> Agent:
         params, opt_state, grad_norm = opt.step(state.params, grads, state.opt_state, rates)
         metrics["opt/grad_norm"] = grad_norm
         iteration = state.iteration + 1
-        refresh = (iteration % (cfg.behaviour_update_every * cfg.updates_per_rollout)) == 0
+        refresh = iteration % (cfg.behaviour_update_every * cfg.updates_per_round) == 0
         behaviour = jax.tree.map(lambda new, old: jnp.where(refresh, new, old),
                                  params["actor"], state.behaviour)
         return State(params, behaviour, opt_state, iteration), metrics

@@ -57,8 +57,10 @@ class Config:
     """SAC hyperparameters. Defaults: Stable-Baselines3 2.x ``SAC`` (Haarnoja et al.
     2018's v2 algorithm, with automatic temperature)."""
 
-    gradient_steps: int = 1
-    """Gradient steps per training round (a round per loop iteration)."""
+    updates_per_round: int = 1
+    """Updates (one gradient step each) per training round, one round per loop
+    iteration (SB3's gradient_steps, the old name here)."""
+    _renamed = {"gradient_steps": "updates_per_round"}  # not a field: no annotation
     batch_size: int = 256
     """Transitions per gradient step."""
     buffer_size: int = 1_000_000
@@ -98,7 +100,7 @@ class Config:
 
     def __post_init__(self):
         common.check_common_fields(self)
-        for name in ("gradient_steps", "batch_size", "buffer_size", "feature_dim"):
+        for name in ("updates_per_round", "batch_size", "buffer_size", "feature_dim"):
             check_range(self, name, 1)
         for name in ("learning_starts", "target_entropy_scale", "augment_pad"):
             check_range(self, name, 0)
@@ -111,7 +113,7 @@ class Config:
 def replay(cfg: Config) -> Replay:
     """The loop's replay for SAC: flat transitions."""
     return Replay(capacity=cfg.buffer_size, batch_size=cfg.batch_size,
-                  updates=cfg.gradient_steps, learning_starts=cfg.learning_starts)
+                  updates=cfg.updates_per_round, learning_starts=cfg.learning_starts)
 
 
 class State(NamedTuple):

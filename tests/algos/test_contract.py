@@ -60,7 +60,7 @@ CASES = {
                                       history_every=4, eval_policy="mixture")),
     "dreamer": (dreamer, "Pendulum-v1", dict(total_steps=64, num_envs=2, num_steps=8,
                                              batch_size=2, sequence_length=4,
-                                             train_steps=2, buffer_size=64,
+                                             updates_per_round=2, buffer_size=64,
                                              learning_starts=8, deter_size=8,
                                              stoch_size=4, hidden_size=8, units=8,
                                              horizon=3, mode_samples=4)),

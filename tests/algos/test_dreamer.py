@@ -283,7 +283,7 @@ def test_learns_the_continuous_bandit():
     # little; sigma 1 (not 5) so that the mode is not pushed to the bounds.
     cfg, run = split_config(dreamer, total_steps=3000, num_envs=8, num_steps=25,
                             num_evals=2, num_eval_envs=16, gamma=0.0, horizon=2,
-                            batch_size=16, sequence_length=8, train_steps=20,
+                            batch_size=16, sequence_length=8, updates_per_round=20,
                             learning_starts=400, deter_size=16, stoch_size=4,
                             hidden_size=32, units=32, actor_layers=2, value_layers=1,
                             init_std=1.0, model_lr=3e-3, actor_lr=3e-3, buffer_size=3000)
@@ -412,7 +412,7 @@ def test_learns_credit_over_several_steps_through_the_world_model():
     env = purerl.envs.make("Probe-DelayedReward-v0")
     cfg, run = split_config(dreamer, total_steps=3000, num_envs=8, num_steps=25,
                             num_evals=3, num_eval_envs=16, gamma=0.9, horizon=6,
-                            batch_size=16, sequence_length=10, train_steps=20,
+                            batch_size=16, sequence_length=10, updates_per_round=20,
                             learning_starts=400, deter_size=16, stoch_size=4,
                             hidden_size=32, units=32, actor_layers=2, value_layers=1,
                             init_std=1.0, model_lr=3e-3, actor_lr=3e-3, value_lr=3e-3,

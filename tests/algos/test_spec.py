@@ -2,6 +2,7 @@
 the driver reads only it, and ``make(config, env_spec)`` works with the defaults."""
 
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -126,3 +127,81 @@ def test_dreamer_on_another_cartpole_task_gets_the_cartpole_state_preset():
     config, run = experiment.resolve_config(dreamer, args, script.PRESETS)
     assert (config.deter_size, config.free_nats, run.total_steps) == (64, 0.5, 100_000)
     assert experiment.env_options(args, script.PRESETS)["action_repeat"] == 2
+
+
+def test_check_state_names_what_breaks_the_state_convention():
+    from typing import NamedTuple
+
+    from purerl.snapshot import Phase
+    from purerl.testing import check_state
+
+    class State(NamedTuple):
+        params: dict
+        target_critic: dict
+
+    spec = dataclasses.replace(
+        a2c.SPEC, name="toy",
+        phases={"finetune": Phase(from_snapshot=True, restore=("actor",),
+                                  freeze=("encoder",))})
+    w = {"w": jnp.zeros((2, 3))}
+    good = State({"actor": w, "critic": w, "encoder": w}, w)
+    check_state(spec, good)
+    with pytest.raises(AssertionError, match="not a NamedTuple with a params field"):
+        check_state(spec, (w, w))
+    with pytest.raises(AssertionError, match="params is a list, not a dict"):
+        check_state(spec, good._replace(params=[w]))
+    with pytest.raises(AssertionError, match="target_critic is not shaped as"):
+        check_state(spec, good._replace(target_critic={"w": jnp.zeros((3, 2))}))
+    with pytest.raises(AssertionError, match="target_critic names no parameter group"):
+        check_state(spec, good._replace(params={"actor": w, "encoder": w}))
+    with pytest.raises(AssertionError, match="phase 'finetune' names group 'encoder'"):
+        check_state(spec, good._replace(params={"actor": w, "critic": w}))
+
+
+RENAMED = [  # (module, old name): one name per concept, updates per training round
+    ("sac", "gradient_steps"), ("proto", "gradient_steps"), ("smm", "gradient_steps"),
+    ("offpac", "updates_per_rollout"), ("dreamer", "train_steps"),
+]
+
+
+@pytest.mark.parametrize("name,old", RENAMED)
+def test_old_field_names_still_work_and_warn(name, old):
+    algo = getattr(purerl.algos, name)
+    with pytest.warns(DeprecationWarning, match=f"Config.{old} is now "
+                                                "Config.updates_per_round"):
+        cfg = algo.Config(**{old: 3})
+    assert cfg.updates_per_round == 3 and cfg == algo.Config(updates_per_round=3)
+    with pytest.warns(DeprecationWarning, match=f"{old} is now"):
+        assert getattr(cfg, old) == 3
+    with pytest.warns(DeprecationWarning):
+        assert dataclasses.replace(cfg, **{old: 4}).updates_per_round == 4
+    # The old flag: not in --help, sets the new field, says so.
+    parser = experiment.build_parser(algo, "Pendulum-v1")
+    assert "--" + old.replace("_", "-") not in parser.format_help()
+    args = parser.parse_args(["--" + old.replace("_", "-"), "5"])
+    assert args.updates_per_round == 5
+
+
+def test_one_name_per_concept_across_the_configs():
+    """Updates per round has one name; the replay reads it under that name."""
+    for name in ("sac", "proto", "smm", "offpac", "dreamer"):
+        algo = getattr(purerl.algos, name)
+        fields = {f.name for f in dataclasses.fields(algo.Config)}
+        assert "updates_per_round" in fields and not fields & {
+            "gradient_steps", "updates_per_rollout", "train_steps"}, name
+        cfg = algo.Config(updates_per_round=2)
+        assert spec_of(algo).replay(cfg).updates == 2, name
+
+
+def test_resume_reads_a_run_saved_under_a_fields_old_name(tmp_path):
+    """A run directory written before the rename resumes with its own value."""
+    from purerl.algos import sac
+
+    parser = experiment.build_parser(sac, "Pendulum-v1")
+    args = parser.parse_args(["--out", str(tmp_path)])
+    settings = {**experiment._settings(args, sac), "gradient_steps": 4}
+    del settings["updates_per_round"]
+    (tmp_path / "run.json").write_text(json.dumps({"algo": "sac", "settings": settings}))
+    args = parser.parse_args(["--out", str(tmp_path), "--resume"])
+    experiment._check_run_dir(args, sac, "sac", "Pendulum-v1")
+    assert args.updates_per_round == 4

@@ -532,7 +532,7 @@ def test_sac_throughput_benchmark_runs(tmp_path):
 
 
 DREAMER_TINY = ["--num-seeds", "2", "--num-evals", "2", "--num-eval-envs", "1",
-                "--batch-size", "2", "--sequence-length", "4", "--train-steps", "1",
+                "--batch-size", "2", "--sequence-length", "4", "--updates-per-round", "1",
                 "--buffer-size", "64", "--learning-starts", "8", "--deter-size", "8",
                 "--stoch-size", "4", "--hidden-size", "8", "--units", "8", "--horizon", "3",
                 "--mode-samples", "4", "--no-progress"]
