@@ -1,8 +1,8 @@
-"""Rerun the README's learning results with their commands; keep their results.
+"""Rerun the learning results (docs/results.md) with their commands; keep their results.
 
     python benchmarks/run_learning.py [--only ppo_CartPole-v1,a2c_CartPole-v1] [--list]
 
-Each entry is one experiment-script command (the README table's), run in its own
+Each entry is one experiment-script command (the results table's), run in its own
 process into a temporary run directory; its ``results.json`` and ``curve.png`` are
 copied to ``benchmarks/results/learning/<name>.{json,png}``, replacing the committed
 ones, and one line per run is printed: final mean, min and max over seeds, wall time.

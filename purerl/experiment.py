@@ -1,4 +1,4 @@
-"""The experiment-script contract (see the README), shared by ``experiments/<algo>.py``.
+"""The experiment-script contract (see docs/experiments.md), shared by ``experiments/<algo>.py``.
 
     python experiments/ppo.py [--env CartPole-v1] [--num-seeds 8] [--total-steps N]
                               [--out DIR] [--seed S] [--resume] [--<config field> VALUE ...]

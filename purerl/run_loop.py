@@ -387,7 +387,7 @@ def env_metrics(history) -> dict:
 def _write_results(out, name, args, config, run, total_steps, eval_steps, eval_returns,
                    wall, compile_seconds, steps_per_second, extra=None, repeat=1,
                    echo=True) -> None:
-    """``results.json`` + ``curve.png`` (the results format in the README) and the
+    """``results.json`` + ``curve.png`` (the results format in docs/experiments.md) and the
     closing summary. ``total_steps`` and ``num_evals`` are what the schedule ran,
     ``*_requested`` what ``run`` asked (``loops.schedule`` says how they differ). With
     an action repeat, steps are agent steps and every count also appears in env

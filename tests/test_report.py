@@ -1,5 +1,5 @@
-"""The README's results tables are the ones benchmarks/report.py generates from the
-committed results (CI fails when a result changes and the README does not)."""
+"""The results tables of docs/results.md are the ones benchmarks/report.py generates from the
+committed results (CI fails when a result changes and the page does not)."""
 
 import os
 import sys
@@ -11,7 +11,7 @@ import report  # noqa: E402
 
 
 def test_readme_results_block_is_generated():
-    with open(report.README) as f:
+    with open(report.PAGE) as f:
         assert report.readme_block(f.read()) == report.block(), (
             "run python benchmarks/report.py --write")
 
